@@ -1,0 +1,380 @@
+package pgraph
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"gonum.org/v1/gonum/graph"
+	"gonum.org/v1/gonum/graph/iterator"
+	"gonum.org/v1/gonum/graph/simple"
+	"gonum.org/v1/gonum/graph/topo"
+)
+
+// ErrNoVertex is returned when an operation names a vertex that is not in the graph.
+var ErrNoVertex = errors.New("no such vertex")
+
+// CycleError reports the cycles that make a graph unorderable.
+type CycleError struct {
+	// Cycles holds each cycle in path order, starting from its vertex that
+	// came first in insertion order; the first vertex is not repeated.
+	Cycles [][]Vertex
+}
+
+func (e *CycleError) Error() string {
+	parts := make([]string, len(e.Cycles))
+	for i, c := range e.Cycles {
+		var b strings.Builder
+		b.WriteString("cycle: ")
+		for _, v := range c {
+			b.WriteString(v.String())
+			b.WriteString(" -> ")
+		}
+		if len(c) > 0 {
+			b.WriteString(c[0].String())
+		}
+		parts[i] = b.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// view is a dense, read-only snapshot the algorithms run on. Vertex i is the
+// one at position i of the insertion order (nil for a hole) and its
+// successors are adj[off[i]:off[i+1]], in edge insertion order.
+type view struct {
+	verts []Vertex
+	off   []int
+	adj   []int
+}
+
+// view snapshots g. The nodes in merge, if any, become one vertex labelled
+// into at the first member's position, and the edges among them are dropped:
+// the graph as it would be after contracting them.
+func (g *Graph) view(merge map[*node]bool, into Vertex) *view {
+	n := len(g.order)
+	at := -1 // position of the merged vertex
+	rep := func(x *node) int {
+		if merge[x] {
+			return at
+		}
+		return x.pos
+	}
+	v := &view{verts: make([]Vertex, n), off: make([]int, n+1)}
+	for _, x := range g.order {
+		if x.dead {
+			continue
+		}
+		if merge[x] {
+			if at < 0 {
+				at = x.pos
+				v.verts[at] = into
+			}
+		} else {
+			v.verts[x.pos] = x.v
+		}
+	}
+	keep := func(e *edge) bool { return !e.dead && !(merge[e.from] && merge[e.to]) }
+	for _, x := range g.order {
+		for _, e := range x.out {
+			if keep(e) {
+				v.off[rep(x)+1]++
+			}
+		}
+	}
+	for i := range n {
+		v.off[i+1] += v.off[i]
+	}
+	v.adj = make([]int, v.off[n])
+	next := slices.Clone(v.off[:n])
+	for _, x := range g.order {
+		for _, e := range x.out {
+			if keep(e) {
+				i := rep(x)
+				v.adj[next[i]] = rep(e.to)
+				next[i]++
+			}
+		}
+	}
+	return v
+}
+
+func (v *view) succ(i int) []int { return v.adj[v.off[i]:v.off[i+1]] }
+
+// sort returns the vertex indices in topological order, or a *CycleError.
+func (v *view) sort() ([]int, error) {
+	sorted, err := topo.Sort(v.gonum())
+	var sccs topo.Unorderable
+	if err != nil && !errors.As(err, &sccs) {
+		return nil, err
+	}
+	if cycles := v.cycles(sccs); len(cycles) > 0 {
+		return nil, &CycleError{Cycles: cycles}
+	}
+	order := make([]int, len(sorted))
+	for i, n := range sorted {
+		order[i] = int(n.ID())
+	}
+	return order, nil
+}
+
+// cycles turns the strongly connected components of more than one vertex
+// and the self-loops into one concrete cycle each, ordered by first vertex.
+func (v *view) cycles(sccs [][]graph.Node) [][]Vertex {
+	comp := make([]int, len(v.verts)) // 1 + index of the vertex's component, 0 if none, -1 for a lone self-loop
+	var starts []int
+	for k, scc := range sccs {
+		if len(scc) < 2 {
+			continue
+		}
+		start := len(v.verts)
+		for _, n := range scc {
+			comp[n.ID()] = k + 1
+			start = min(start, int(n.ID()))
+		}
+		starts = append(starts, start)
+	}
+	for i := range v.verts {
+		if comp[i] == 0 && slices.Contains(v.succ(i), i) {
+			comp[i] = -1 // a component of its own
+			starts = append(starts, i)
+		}
+	}
+	slices.Sort(starts)
+
+	// The shortest cycle through start, by a breadth-first search that stays
+	// inside its component; each search touches only its own component.
+	parent := make([]int, len(v.verts))
+	seen := make([]bool, len(v.verts))
+	var cycles [][]Vertex
+	for _, start := range starts {
+		queue := []int{start}
+		seen[start] = true
+		last := -1
+		for len(queue) > 0 && last < 0 {
+			u := queue[0]
+			queue = queue[1:]
+			for _, w := range v.succ(u) {
+				if w == start {
+					last = u
+					break
+				}
+				if !seen[w] && comp[w] == comp[start] && comp[w] > 0 {
+					seen[w], parent[w] = true, u
+					queue = append(queue, w)
+				}
+			}
+		}
+		var path []Vertex
+		for u := last; u != start; u = parent[u] {
+			path = append(path, v.verts[u])
+		}
+		path = append(path, v.verts[start])
+		slices.Reverse(path)
+		cycles = append(cycles, path)
+	}
+	return cycles
+}
+
+// TopologicalSort returns the vertices so that every edge points forward,
+// or a *CycleError naming every cycle.
+func (g *Graph) TopologicalSort() ([]Vertex, error) {
+	v := g.view(nil, nil)
+	order, err := v.sort()
+	if err != nil {
+		return nil, err
+	}
+	vs := make([]Vertex, len(order))
+	for i, j := range order {
+		vs[i] = v.verts[j]
+	}
+	return vs, nil
+}
+
+// Cycles returns one concrete cycle for each strongly connected component of
+// more than one vertex and for each self-loop elsewhere, in path order.
+func (g *Graph) Cycles() [][]Vertex {
+	v := g.view(nil, nil)
+	return v.cycles(topo.TarjanSCC(v.gonum()))
+}
+
+// Levels returns, for each vertex, the length of the longest path reaching
+// it from a vertex without parents (those are at level 0), or a *CycleError.
+func (g *Graph) Levels() (map[Vertex]int, error) {
+	v := g.view(nil, nil)
+	order, err := v.sort()
+	if err != nil {
+		return nil, err
+	}
+	level := make([]int, len(v.verts))
+	levels := make(map[Vertex]int, len(order))
+	for _, i := range order {
+		for _, w := range v.succ(i) {
+			level[w] = max(level[w], level[i]+1)
+		}
+		levels[v.verts[i]] = level[i]
+	}
+	return levels, nil
+}
+
+// Reachable reports whether there is a path from -> to; a vertex reaches
+// itself.
+func (g *Graph) Reachable(from, to Vertex) bool {
+	f, t := g.nodes[from], g.nodes[to]
+	if f == nil || t == nil {
+		return false
+	}
+	seen := map[*node]bool{f: true}
+	stack := []*node{f}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if n == t {
+			return true
+		}
+		for _, e := range n.out {
+			if !e.dead && !seen[e.to] {
+				seen[e.to] = true
+				stack = append(stack, e.to)
+			}
+		}
+	}
+	return false
+}
+
+// Contract replaces members by into: edges to or from a member now go to or
+// from into (duplicates merged, Notify OR-ed) and edges among members are
+// dropped. into may be a member or a new vertex; an existing into that is
+// not listed is contracted with them. If the result would have a cycle (any
+// cycle, not only through into), Contract returns a wrapped *CycleError and
+// leaves the graph unchanged.
+func (g *Graph) Contract(members []Vertex, into Vertex) error {
+	if len(members) == 0 {
+		return fmt.Errorf("contract into %s: no members", into)
+	}
+	merge := make(map[*node]bool, len(members)+1)
+	for _, m := range members {
+		n := g.nodes[m]
+		if n == nil {
+			return fmt.Errorf("contract into %s: member %s: %w", into, m, ErrNoVertex)
+		}
+		merge[n] = true
+	}
+	if n := g.nodes[into]; n != nil {
+		merge[n] = true
+	}
+	v := g.view(merge, into)
+	if cycles := v.cycles(topo.TarjanSCC(v.gonum())); len(cycles) > 0 {
+		return fmt.Errorf("contract into %s: %w", into, &CycleError{Cycles: cycles})
+	}
+
+	type redirect struct {
+		from, to *node
+		e        Edge
+	}
+	var moves []redirect
+	var gone []*node
+	in := g.node(into)
+	for _, n := range g.order { // members in insertion order, for a deterministic result
+		if !merge[n] {
+			continue
+		}
+		for _, e := range n.in {
+			if !e.dead && !merge[e.from] {
+				moves = append(moves, redirect{e.from, in, e.e})
+			}
+		}
+		for _, e := range n.out {
+			if !e.dead && !merge[e.to] {
+				moves = append(moves, redirect{in, e.to, e.e})
+			}
+		}
+		if n != in {
+			gone = append(gone, n)
+		}
+	}
+	for _, n := range gone {
+		g.DeleteVertex(n.v)
+	}
+	g.DeleteEdge(into, into)
+	for _, m := range moves {
+		g.addEdge(m.from, m.to, m.e)
+	}
+	return nil
+}
+
+// gview adapts a view to gonum's graph.Directed. It lists the vertices and
+// each vertex's successors in reverse insertion order, so that the reverse
+// post-order of gonum's depth-first topological sort comes out close to
+// insertion order.
+type gview struct {
+	*view
+	nodes []gnode
+	all   []graph.Node // live vertices
+	succ  []graph.Node // parallel to view.adj, reversed per vertex
+}
+
+type gnode struct{ id int64 }
+
+func (n *gnode) ID() int64 { return n.id }
+
+func (v *view) gonum() *gview {
+	g := &gview{view: v, nodes: make([]gnode, len(v.verts)), succ: make([]graph.Node, len(v.adj))}
+	for i := range g.nodes {
+		g.nodes[i].id = int64(i)
+	}
+	for i := len(v.verts) - 1; i >= 0; i-- {
+		if v.verts[i] != nil {
+			g.all = append(g.all, &g.nodes[i])
+		}
+		lo, hi := v.off[i], v.off[i+1]
+		for k := lo; k < hi; k++ {
+			g.succ[lo+hi-1-k] = &g.nodes[v.adj[k]]
+		}
+	}
+	return g
+}
+
+func (g *gview) has(id int64) bool { return id >= 0 && id < int64(len(g.verts)) && g.verts[id] != nil }
+
+func (g *gview) Node(id int64) graph.Node {
+	if !g.has(id) {
+		return nil
+	}
+	return &g.nodes[id]
+}
+
+func (g *gview) Nodes() graph.Nodes { return iterator.NewOrderedNodes(g.all) }
+
+func (g *gview) From(id int64) graph.Nodes {
+	if !g.has(id) {
+		return graph.Empty
+	}
+	return iterator.NewOrderedNodes(g.succ[g.off[id]:g.off[id+1]])
+}
+
+// To scans every edge; gonum's topo functions do not call it.
+func (g *gview) To(id int64) graph.Nodes {
+	var to []graph.Node
+	for i := range g.verts {
+		if slices.Contains(g.view.succ(i), int(id)) {
+			to = append(to, &g.nodes[i])
+		}
+	}
+	return iterator.NewOrderedNodes(to)
+}
+
+func (g *gview) HasEdgeFromTo(uid, vid int64) bool {
+	return g.has(uid) && slices.Contains(g.view.succ(int(uid)), int(vid))
+}
+
+func (g *gview) HasEdgeBetween(xid, yid int64) bool {
+	return g.HasEdgeFromTo(xid, yid) || g.HasEdgeFromTo(yid, xid)
+}
+
+func (g *gview) Edge(uid, vid int64) graph.Edge {
+	if !g.HasEdgeFromTo(uid, vid) {
+		return nil
+	}
+	return simple.Edge{F: &g.nodes[uid], T: &g.nodes[vid]}
+}
