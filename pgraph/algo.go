@@ -44,6 +44,7 @@ func (e *CycleError) Error() string {
 // successors are adj[off[i]:off[i+1]], in edge insertion order.
 type view struct {
 	verts []Vertex
+	live  int // non-nil verts
 	off   []int
 	adj   []int
 }
@@ -69,9 +70,11 @@ func (g *Graph) view(merge map[*node]bool, into Vertex) *view {
 			if at < 0 {
 				at = x.pos
 				v.verts[at] = into
+				v.live++
 			}
 		} else {
 			v.verts[x.pos] = x.v
+			v.live++
 		}
 	}
 	keep := func(e *edge) bool { return !e.dead && !(merge[e.from] && merge[e.to]) }
@@ -102,18 +105,28 @@ func (g *Graph) view(merge map[*node]bool, into Vertex) *view {
 func (v *view) succ(i int) []int { return v.adj[v.off[i]:v.off[i+1]] }
 
 // sort returns the vertex indices in topological order, or a *CycleError.
+// It is Kahn's algorithm, sources first in insertion order; gonum's Tarjan
+// is only run to name the cycles when some vertices are left over.
 func (v *view) sort() ([]int, error) {
-	sorted, err := topo.Sort(v.gonum())
-	var sccs topo.Unorderable
-	if err != nil && !errors.As(err, &sccs) {
-		return nil, err
+	indeg := make([]int, len(v.verts))
+	for _, w := range v.adj {
+		indeg[w]++
 	}
-	if cycles := v.cycles(sccs); len(cycles) > 0 {
-		return nil, &CycleError{Cycles: cycles}
+	order := make([]int, 0, len(v.verts))
+	for i, x := range v.verts {
+		if x != nil && indeg[i] == 0 {
+			order = append(order, i)
+		}
 	}
-	order := make([]int, len(sorted))
-	for i, n := range sorted {
-		order[i] = int(n.ID())
+	for k := 0; k < len(order); k++ { // order is also the queue
+		for _, w := range v.succ(order[k]) {
+			if indeg[w]--; indeg[w] == 0 {
+				order = append(order, w)
+			}
+		}
+	}
+	if len(order) < v.live {
+		return nil, &CycleError{Cycles: v.cycles(topo.TarjanSCC(v.gonum()))}
 	}
 	return order, nil
 }
@@ -263,9 +276,8 @@ func (g *Graph) Contract(members []Vertex, into Vertex) error {
 	if n := g.nodes[into]; n != nil {
 		merge[n] = true
 	}
-	v := g.view(merge, into)
-	if cycles := v.cycles(topo.TarjanSCC(v.gonum())); len(cycles) > 0 {
-		return fmt.Errorf("contract into %s: %w", into, &CycleError{Cycles: cycles})
+	if _, err := g.view(merge, into).sort(); err != nil {
+		return fmt.Errorf("contract into %s: %w", into, err)
 	}
 
 	type redirect struct {
@@ -303,15 +315,12 @@ func (g *Graph) Contract(members []Vertex, into Vertex) error {
 	return nil
 }
 
-// gview adapts a view to gonum's graph.Directed. It lists the vertices and
-// each vertex's successors in reverse insertion order, so that the reverse
-// post-order of gonum's depth-first topological sort comes out close to
-// insertion order.
+// gview adapts a view to gonum's graph.Directed, for its topo package.
 type gview struct {
 	*view
 	nodes []gnode
 	all   []graph.Node // live vertices
-	succ  []graph.Node // parallel to view.adj, reversed per vertex
+	succ  []graph.Node // parallel to view.adj
 }
 
 type gnode struct{ id int64 }
@@ -322,15 +331,12 @@ func (v *view) gonum() *gview {
 	g := &gview{view: v, nodes: make([]gnode, len(v.verts)), succ: make([]graph.Node, len(v.adj))}
 	for i := range g.nodes {
 		g.nodes[i].id = int64(i)
-	}
-	for i := len(v.verts) - 1; i >= 0; i-- {
 		if v.verts[i] != nil {
 			g.all = append(g.all, &g.nodes[i])
 		}
-		lo, hi := v.off[i], v.off[i+1]
-		for k := lo; k < hi; k++ {
-			g.succ[lo+hi-1-k] = &g.nodes[v.adj[k]]
-		}
+	}
+	for k, w := range v.adj {
+		g.succ[k] = &g.nodes[w]
 	}
 	return g
 }
