@@ -3,6 +3,7 @@ package pgraph
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -138,6 +139,74 @@ func TestDeleteMany(t *testing.T) {
 	}
 	if got, want := names(g.Parents(vs[33])), "hub"; got != want {
 		t.Errorf("Parents(33) = %q, want %q", got, want)
+	}
+
+	// The algorithms and Copy see through the holes the deletions left.
+	g.DeleteEdge(vs[0], hub) // hub -> 0 was deleted above: 0 is now a source
+	for _, v := range vs[10:] {
+		g.DeleteEdge(v, hub) // the rest are only hub's children now
+	}
+	order, err := g.TopologicalSort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOrder(t, g, order)
+	if c := g.Copy(); c.String() != g.String() || names(c.Children(hub)) != names(g.Children(hub)) {
+		t.Errorf("copy after deletions differs:\n%s\nfrom:\n%s", c, g)
+	}
+}
+
+// TestGonumAdapter checks the parts of graph.Directed that gonum's topo
+// functions do not call against the view.
+func TestGonumAdapter(t *testing.T) {
+	g, v := fixture(t, "a -> b", "b -> c", "x", "c -> a")
+	g.DeleteVertex(v["x"]) // ids: a 0, b 1, c 2, and a hole at 3
+	gv := g.view(nil, nil).gonum()
+	if gv.Node(-1) != nil || gv.Node(3) != nil || gv.Node(99) != nil || gv.Node(0) == nil {
+		t.Error("Node answers for holes or out of range ids, or not for a vertex")
+	}
+	if gv.From(3).Len() != 0 {
+		t.Error("From of a hole is not empty")
+	}
+	for _, tt := range []struct {
+		from, to int64
+		want     bool
+	}{{0, 1, true}, {1, 0, false}, {1, 2, true}, {2, 0, true}, {0, 2, false}, {3, 0, false}} {
+		if got := gv.HasEdgeFromTo(tt.from, tt.to); got != tt.want {
+			t.Errorf("HasEdgeFromTo(%d, %d) = %v", tt.from, tt.to, got)
+		}
+		if got := gv.Edge(tt.from, tt.to) != nil; got != tt.want {
+			t.Errorf("Edge(%d, %d) present = %v", tt.from, tt.to, got)
+		}
+		if got, want := gv.HasEdgeBetween(tt.to, tt.from), tt.want || gv.HasEdgeFromTo(tt.to, tt.from); got != want {
+			t.Errorf("HasEdgeBetween(%d, %d) = %v", tt.to, tt.from, got)
+		}
+	}
+	if to := gv.To(0); to.Len() != 1 || !to.Next() || to.Node().ID() != 2 {
+		t.Error("To(a) is not {c}")
+	}
+}
+
+// TestConcurrentReads runs the read-only methods at once; with -race it
+// proves they do not write to the graph.
+func TestConcurrentReads(t *testing.T) {
+	g := randomDAG(500, 1500, 7)
+	v := g.Vertices()
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			_, _ = g.TopologicalSort()
+			_, _ = g.Levels()
+			_ = g.Cycles()
+			_ = g.Reachable(v[0], v[len(v)-1])
+			_ = g.String()
+			_ = g.Copy()
+			_ = g.WriteDOT(io.Discard)
+		}()
+	}
+	for range 4 {
+		<-done
 	}
 }
 
