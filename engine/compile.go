@@ -1,0 +1,240 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mgmtconfig/mgmt/pgraph"
+)
+
+// Transform is one step of compiling a declaration into a runnable graph.
+type Transform func(ctx context.Context, g *pgraph.Graph) error
+
+// AutoEdgeTimeout bounds how long one resource may take to list its
+// automatic edges (a package manager query, say).
+var AutoEdgeTimeout = 30 * time.Second
+
+// Compile turns a declaration into the graph the engine runs: it adds the
+// declared edges, rejects two resources that manage the same thing, adds
+// automatic edges, groups what can be grouped and refuses cycles, naming
+// the resources on them.
+func Compile(ctx context.Context, d *Decl, log *slog.Logger) (*pgraph.Graph, error) {
+	g, err := declGraph(d)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCycles(g); err != nil {
+		return nil, err
+	}
+	for _, t := range []Transform{
+		uniqueUIDs,
+		autoEdges(log),
+		autoGroup(log),
+	} {
+		if err := t(ctx, g); err != nil {
+			return nil, err
+		}
+	}
+	return g, checkCycles(g)
+}
+
+// declGraph adds the declared vertices and edges.
+func declGraph(d *Decl) (*pgraph.Graph, error) {
+	g := pgraph.New(d.Name)
+	byRef := make(map[Ref]*Vertex, len(d.Vertices))
+	for _, v := range d.Vertices {
+		r := Ref{Kind: v.Kind, Name: v.Name}
+		if prev, dup := byRef[r]; dup {
+			return nil, fmt.Errorf("%s: duplicate resource %s (first declared at %s)", v.Source, r, prev.Source)
+		}
+		byRef[r] = v
+		g.AddVertex(v)
+	}
+	for _, e := range d.Edges {
+		from, okF := byRef[e.From]
+		to, okT := byRef[e.To]
+		if !okF || !okT {
+			missing := e.From
+			if okF {
+				missing = e.To
+			}
+			return nil, fmt.Errorf("%s: edge %q names %s, which is not in the graph", e.Source, e.Name, missing)
+		}
+		g.AddEdge(from, to, &pgraph.Edge{Name: e.Name, Notify: e.Notify})
+	}
+	return g, nil
+}
+
+func checkCycles(g *pgraph.Graph) error {
+	if _, err := g.TopologicalSort(); err != nil {
+		var ce *pgraph.CycleError
+		if errors.As(err, &ce) && len(ce.Cycles) > 0 && len(ce.Cycles[0]) > 0 {
+			if v, ok := ce.Cycles[0][0].(*Vertex); ok && v.Source != "" {
+				return fmt.Errorf("%s: the graph has a %w", v.Source, err)
+			}
+		}
+		return fmt.Errorf("the graph has a %w", err)
+	}
+	return nil
+}
+
+// uniqueUIDs refuses two resources that manage the same thing (two file
+// resources with one path).
+func uniqueUIDs(_ context.Context, g *pgraph.Graph) error {
+	owner := map[UID]*Vertex{}
+	var errs []error
+	for _, pv := range g.Vertices() {
+		v := pv.(*Vertex)
+		u, ok := v.Res.(UIDer)
+		if !ok {
+			continue
+		}
+		for _, uid := range u.UIDs() {
+			if prev, dup := owner[uid]; dup {
+				errs = append(errs, fmt.Errorf("%s: %s and %s (%s) both manage %s %s: only one resource may", v.Source, v, prev, prev.Source, uid.Kind, uid.Key))
+				continue
+			}
+			owner[uid] = v
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// autoEdges adds the edges users forget: for each resource that asks, an
+// edge to the nearest resource owning one of the UIDs it names. An error
+// from one resource is a warning: that resource simply gets no automatic
+// edges.
+func autoEdges(log *slog.Logger) Transform {
+	return func(ctx context.Context, g *pgraph.Graph) error {
+		owner := map[UID]*Vertex{}
+		for _, pv := range g.Vertices() {
+			v := pv.(*Vertex)
+			if u, ok := v.Res.(UIDer); ok && v.Meta.AutoEdge {
+				for _, uid := range u.UIDs() {
+					owner[uid] = v
+				}
+			}
+		}
+		if len(owner) == 0 {
+			return nil
+		}
+		added := 0
+		for _, pv := range g.Vertices() {
+			v := pv.(*Vertex)
+			a, ok := v.Res.(AutoEdger)
+			if !ok || !v.Meta.AutoEdge {
+				continue
+			}
+			actx, cancel := context.WithTimeout(ctx, AutoEdgeTimeout)
+			edges, err := a.AutoEdges(actx)
+			cancel()
+			if err != nil {
+				log.Warn("automatic edges skipped", "res", v.String(), "err", err)
+			}
+			for _, ae := range edges {
+				for _, uid := range ae.UIDs {
+					o, ok := owner[uid]
+					if !ok || o == v {
+						continue
+					}
+					from, to := o, v
+					if ae.Before {
+						from, to = v, o
+					}
+					if _, exists := g.Edge(from, to); !exists {
+						g.AddEdge(from, to, &pgraph.Edge{Name: "autoedge"})
+						added++
+					}
+					break // nearest match only
+				}
+			}
+		}
+		if added > 0 {
+			log.Debug("automatic edges added", "count", added)
+		}
+		return nil
+	}
+}
+
+// autoGroup merges resources of one kind that the graph does not order
+// relative to each other into one vertex, so that their work is done at
+// once. Vertices are grouped only with others on the same level (the
+// longest path from a source): two vertices on one level can never reach
+// each other, and contracting same-level sets keeps every path strictly
+// increasing in level, so no grouping can create a cycle. This costs
+// O(V+E) instead of pairwise reachability.
+func autoGroup(log *slog.Logger) Transform {
+	return func(_ context.Context, g *pgraph.Graph) error {
+		type key struct {
+			level int
+			kind  string
+			group string
+		}
+		var levels map[pgraph.Vertex]int
+		sets := map[key][]*Vertex{}
+		var order []key
+		for _, pv := range g.Vertices() {
+			v := pv.(*Vertex)
+			gr, ok := v.Res.(Grouper)
+			if !ok || !v.Meta.AutoGroup {
+				continue
+			}
+			if levels == nil {
+				var err error
+				if levels, err = g.Levels(); err != nil {
+					return err
+				}
+			}
+			k := key{levels[v], v.Kind, gr.GroupKey() + "\x00" + metaKey(v.Meta)}
+			if _, ok := sets[k]; !ok {
+				order = append(order, k)
+			}
+			sets[k] = append(sets[k], v)
+		}
+		for _, k := range order {
+			members := sets[k]
+			if len(members) < 2 {
+				continue
+			}
+			lead := members[0]
+			others := make([]Res, 0, len(members)-1)
+			for _, m := range members[1:] {
+				others = append(others, m.Res)
+			}
+			res, err := lead.Res.(Grouper).Group(others)
+			if err != nil {
+				log.Warn("automatic grouping skipped", "res", lead.String(), "err", err)
+				continue
+			}
+			gv := &Vertex{
+				Kind: lead.Kind, Name: lead.Name, Meta: lead.Meta, Res: res,
+				Source: lead.Source, Grouped: members[1:],
+			}
+			hashes := make([]string, len(members))
+			pvs := make([]pgraph.Vertex, len(members))
+			for i, m := range members {
+				hashes[i] = m.Hash
+				pvs[i] = m
+				gv.Exported = gv.Exported || m.Exported
+			}
+			sort.Strings(hashes)
+			gv.Hash = strings.Join(hashes, "+")
+			if err := g.Contract(pvs, gv); err != nil {
+				return fmt.Errorf("group %s: %w", gv, err)
+			}
+			log.Info("grouped", "res", gv.String(), "count", len(members))
+		}
+		return nil
+	}
+}
+
+// metaKey keeps resources with different meta parameters apart: a group
+// runs with one set of them.
+func metaKey(m Meta) string {
+	return fmt.Sprintf("%t|%d|%d|%d|%v|%d|%v|%d", m.Noop, m.Retry, m.Delay, m.Poll, m.Limit, m.Burst, m.Sema, m.Timeout)
+}

@@ -1,0 +1,611 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mgmtconfig/mgmt/pgraph"
+)
+
+// Config is how an engine runs.
+type Config struct {
+	Hostname string
+	Prefix   string
+	Logger   *slog.Logger
+	// Noop makes every resource report what it would change, changing nothing.
+	Noop bool
+	// ConvergedTimeout: with a value >= 0, Run returns once the graph has had
+	// nothing to do for that long; negative: run until the context ends.
+	ConvergedTimeout time.Duration
+	// StopTimeout bounds how long Run waits for vertices to stop; 2 s if 0.
+	StopTimeout time.Duration
+}
+
+// Engine runs one graph at a time, swapping in new ones without disturbing
+// the vertices they have in common.
+type Engine struct {
+	cfg   Config
+	log   *slog.Logger
+	semas semas
+
+	mu        sync.Mutex // guards everything below
+	runCtx    context.Context
+	nodes     map[string]*node // by key: String() and Hash
+	order     []*node          // topological order
+	converged int              // nodes whose convergedLocked is true
+	wasConv   map[*node]bool
+	busy      int
+	quiet     bool // converged, or nothing more can happen: the converged clock runs
+	quietAt   time.Time
+	gone      []nodeResult // what removed vertices did, for the summary
+
+	wake chan struct{} // one slot: a state changed, the tracker looks again
+}
+
+// New returns an engine; Run starts it.
+func New(cfg Config) *Engine {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 2 * time.Second
+	}
+	return &Engine{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		nodes:   map[string]*node{},
+		wasConv: map[*node]bool{},
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+func key(v *Vertex) string { return v.String() + "\x00" + v.Hash }
+
+// Failure is a vertex that had failed when the run ended.
+type Failure struct {
+	Res string
+	Err error
+}
+
+// RunError reports the vertices that failed; Run returns it when the run
+// ended with failures.
+type RunError struct {
+	Failures []Failure
+}
+
+func (e *RunError) Error() string {
+	parts := make([]string, len(e.Failures))
+	for i, f := range e.Failures {
+		parts[i] = fmt.Sprintf("%s: %v", f.Res, f.Err)
+	}
+	return fmt.Sprintf("%d resource(s) failed: %s", len(e.Failures), strings.Join(parts, "; "))
+}
+
+// Run starts g and blocks until ctx ends or, with a converged timeout, until
+// the graph has been quiet that long. It returns nil when every vertex was in
+// its desired state at the end, a *RunError listing the failed ones
+// otherwise.
+func (e *Engine) Run(ctx context.Context, g *pgraph.Graph) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e.mu.Lock()
+	e.runCtx = ctx
+	e.mu.Unlock()
+	e.Swap(g)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.track(ctx, cancel)
+	}()
+	<-ctx.Done()
+	<-done
+	return e.stop()
+}
+
+// track watches the converged state and ends the run when the converged
+// timeout has passed.
+func (e *Engine) track(ctx context.Context, cancel context.CancelFunc) {
+	var timer *time.Timer
+	var fire <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			return
+		case <-e.wake:
+		case <-fire:
+			e.mu.Lock()
+			quiet := e.quiet
+			e.mu.Unlock()
+			if quiet {
+				e.log.Info("converged timeout reached: exiting", "timeout", e.cfg.ConvergedTimeout)
+				cancel()
+				continue
+			}
+		}
+		e.mu.Lock()
+		was := e.quiet
+		e.quiet = e.quietLocked()
+		now, all := e.quiet, e.converged == len(e.nodes)
+		if now && !was {
+			e.quietAt = time.Now()
+		}
+		e.mu.Unlock()
+		if now != was {
+			switch {
+			case now && all:
+				e.log.Info("graph converged")
+			case now:
+				e.log.Warn("graph stalled: failed resources hold back the rest")
+			default:
+				e.log.Debug("graph working")
+			}
+		}
+		if e.cfg.ConvergedTimeout < 0 {
+			continue
+		}
+		if now && !was {
+			if timer != nil {
+				timer.Stop()
+			}
+			timer = time.NewTimer(e.cfg.ConvergedTimeout)
+			fire = timer.C
+		} else if !now && timer != nil {
+			timer.Stop()
+			timer, fire = nil, nil
+		}
+	}
+}
+
+// quietLocked: every vertex is converged, or failed for good, or waits on
+// one that is; nothing is under way.
+func (e *Engine) quietLocked() bool {
+	if e.converged == len(e.nodes) {
+		return true
+	}
+	if e.busy > 0 {
+		return false
+	}
+	settled := make(map[*node]bool, len(e.order))
+	for _, n := range e.order {
+		switch {
+		case n.convergedLocked():
+			settled[n] = true
+		case n.busy || n.retrying:
+			return false
+		case n.gaveUp:
+			settled[n] = true
+		default:
+			blocked := false
+			for _, p := range n.parents {
+				if !p.convergedLocked() && settled[p] {
+					blocked = true
+					break
+				}
+			}
+			if !blocked {
+				return false
+			}
+			settled[n] = true
+		}
+	}
+	return true
+}
+
+// changedLocked updates the converged count after n's state changed and
+// wakes the tracker.
+func (e *Engine) changedLocked(n *node) {
+	c := n.convergedLocked()
+	if c != e.wasConv[n] {
+		e.wasConv[n] = c
+		if c {
+			e.converged++
+		} else {
+			e.converged--
+		}
+	}
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dirtyLocked records that n owes a check. An event from the resource's own
+// watch also gives a vertex that had given up a new set of retries.
+func (e *Engine) dirtyLocked(n *node, fromWatch bool) {
+	n.dirty = true
+	if n.st == stateOK {
+		n.st = statePending
+	}
+	if fromWatch && n.gaveUp {
+		n.gaveUp = false
+		n.retries = n.v.Meta.Retry
+	}
+	e.changedLocked(n)
+	n.pokeSelf()
+}
+
+// Swap replaces the running graph with g. Vertices whose kind, name and
+// parameters are unchanged keep running untouched; removed or changed ones
+// stop; new ones start.
+func (e *Engine) Swap(g *pgraph.Graph) {
+	want := map[string]*Vertex{}
+	for _, pv := range g.Vertices() {
+		v := pv.(*Vertex)
+		want[key(v)] = v
+	}
+	e.mu.Lock()
+	ctx := e.runCtx
+	var removed []*node
+	for k, n := range e.nodes {
+		if _, keep := want[k]; !keep {
+			removed = append(removed, n)
+		}
+	}
+	e.mu.Unlock()
+
+	for _, n := range removed {
+		n.cancel()
+	}
+	for _, n := range removed {
+		<-n.done
+		n.log.Info("stopped: no longer in the graph")
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, n := range removed {
+		e.gone = append(e.gone, n.resultLocked())
+		delete(e.nodes, key(n.v))
+		delete(e.wasConv, n)
+	}
+	var added []*node
+	byVertex := make(map[pgraph.Vertex]*node, len(want))
+	for k, v := range want {
+		n, ok := e.nodes[k]
+		if !ok {
+			n = e.newNode(v)
+			e.nodes[k] = n
+			added = append(added, n)
+		}
+		byVertex[v] = n
+	}
+	order, err := g.TopologicalSort()
+	if err != nil { // Compile refuses cycles; this is a programming error
+		panic(fmt.Sprintf("engine: Swap of a graph with a cycle: %v", err))
+	}
+	e.order = e.order[:0]
+	for _, pv := range order {
+		n := byVertex[pv]
+		n.parents, n.children, n.notify = n.parents[:0], n.children[:0], nil
+		e.order = append(e.order, n)
+	}
+	for _, pv := range order {
+		n := byVertex[pv]
+		for _, c := range g.Children(pv) {
+			cn := byVertex[c]
+			n.children = append(n.children, cn)
+			cn.parents = append(cn.parents, n)
+			if ed, _ := g.Edge(pv, c); ed != nil && ed.Notify {
+				if n.notify == nil {
+					n.notify = map[*node]bool{}
+				}
+				n.notify[cn] = true
+			}
+		}
+	}
+	if len(added) > 0 || len(removed) > 0 {
+		e.log.Info("graph loaded", "vertices", len(e.nodes), "started", len(added), "stopped", len(removed))
+	}
+	for _, n := range added {
+		e.start(ctx, n)
+	}
+	for _, n := range e.order {
+		e.changedLocked(n)
+		n.pokeSelf()
+	}
+}
+
+func (e *Engine) newNode(v *Vertex) *node {
+	return &node{
+		v:       v,
+		log:     e.log.With("res", v.String()),
+		done:    make(chan struct{}),
+		poke:    make(chan struct{}, 1),
+		bucket:  newBucket(v.Meta.Limit, v.Meta.Burst),
+		dirty:   true,
+		retries: v.Meta.Retry,
+	}
+}
+
+// start starts n's goroutines: one runs Init and then Watch, the other
+// runs check-and-apply whenever the vertex is poked. A third closes the
+// resource once both have returned.
+func (e *Engine) start(ctx context.Context, n *node) {
+	ctx, n.cancel = context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := e.init(n); err != nil {
+			e.mu.Lock()
+			n.failForGoodLocked(err)
+			e.changedLocked(n)
+			e.mu.Unlock()
+			return
+		}
+		e.watch(ctx, n)
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.poke:
+				e.process(ctx, n)
+			}
+		}
+	}()
+	go func() {
+		wg.Wait()
+		if err := safeCall("Close", n.v.Res.Close); err != nil {
+			n.log.Warn("close failed", "err", err)
+		}
+		close(n.done)
+	}()
+}
+
+func (e *Engine) init(n *node) error {
+	in, ok := n.v.Res.(Initer)
+	if !ok {
+		return nil
+	}
+	env := Env{
+		Kind: n.v.Kind, Name: n.v.Name, Hostname: e.cfg.Hostname, Prefix: e.cfg.Prefix,
+		Logger: n.log, Noop: e.cfg.Noop || n.v.Meta.Noop,
+	}
+	if err := safeCall("Init", func() error { return in.Init(env) }); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	return nil
+}
+
+func (n *node) failForGoodLocked(err error) {
+	n.st, n.lastErr, n.gaveUp, n.running = stateFailed, err, true, true
+	n.log.Error("failed", "err", err)
+}
+
+// watch runs the resource's Watch (or polls, with meta poll) until ctx
+// ends. A Watch that fails is started again per the retry meta parameters.
+func (e *Engine) watch(ctx context.Context, n *node) {
+	ev := events{e: e, n: n}
+	if p := n.v.Meta.Poll; p > 0 {
+		ev.Running()
+		t := time.NewTicker(time.Duration(p) * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				ev.Dirty()
+			}
+		}
+	}
+	retries := n.v.Meta.Retry
+	for {
+		err := safeCall("Watch", func() error { return n.v.Res.Watch(ctx, ev) })
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("Watch returned while the vertex was running")
+		}
+		err = fmt.Errorf("watch: %w", err)
+		if retries == 0 {
+			e.mu.Lock()
+			n.failForGoodLocked(err)
+			e.changedLocked(n)
+			e.mu.Unlock()
+			return
+		}
+		if retries > 0 {
+			retries--
+		}
+		n.log.Warn("watch failed; restarting it", "err", err)
+		if !sleepCtx(ctx, time.Duration(n.v.Meta.Delay)*time.Millisecond) {
+			return
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// process runs one check-and-apply of n if it owes one and every parent is
+// in its desired state.
+func (e *Engine) process(ctx context.Context, n *node) {
+	e.mu.Lock()
+	if !n.running || n.busy || n.retrying || n.gaveUp || !(n.dirty || n.refresh) {
+		e.mu.Unlock()
+		return
+	}
+	for _, p := range n.parents {
+		if p.st != stateOK || p.dirty || p.busy {
+			e.mu.Unlock() // that parent pokes us when it is done
+			return
+		}
+	}
+	refresh := n.refresh
+	n.dirty, n.refresh, n.busy = false, false, true
+	e.busy++
+	e.changedLocked(n)
+	e.mu.Unlock()
+
+	apply := !e.cfg.Noop && !n.v.Meta.Noop
+	start := time.Now()
+	changed, err := e.checkApply(ctx, n, apply, refresh)
+	took := time.Since(start)
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n.busy = false
+	e.busy--
+	n.stats.Checks++
+	n.stats.Duration += took
+	if ctx.Err() != nil {
+		e.changedLocked(n)
+		return
+	}
+	if err != nil {
+		n.st, n.lastErr = stateFailed, err
+		n.refresh = n.refresh || refresh
+		n.stats.Failures++
+		if n.retries == 0 {
+			n.gaveUp = true
+			n.log.Error("failed; no retries left", "err", err)
+		} else {
+			if n.retries > 0 {
+				n.retries--
+			}
+			n.retrying = true
+			n.log.Warn("failed; will retry", "err", err, "retries_left", n.retries, "delay_ms", n.v.Meta.Delay)
+			time.AfterFunc(time.Duration(n.v.Meta.Delay)*time.Millisecond, func() {
+				e.mu.Lock()
+				defer e.mu.Unlock()
+				n.retrying = false
+				if ctx.Err() == nil {
+					e.dirtyLocked(n, false)
+				}
+			})
+		}
+		e.changedLocked(n)
+		return
+	}
+	wasFailed := n.st == stateFailed
+	n.st, n.lastErr, n.retries = stateOK, nil, n.v.Meta.Retry
+	switch {
+	case changed && apply:
+		n.stats.Changes++
+		n.log.Info("changed", "took", took.Round(time.Microsecond))
+		for _, c := range n.children {
+			c.dirty = true
+			if n.notify[c] {
+				c.refresh = true
+			}
+			e.changedLocked(c)
+		}
+	case changed:
+		n.log.Info("would change (noop)")
+	case wasFailed:
+		n.log.Info("recovered")
+	}
+	for _, c := range n.children {
+		c.pokeSelf()
+	}
+	e.changedLocked(n)
+}
+
+// checkApply calls the resource, with the meta rate limit, semaphores and
+// time limit, and a refresh when one is owed.
+func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool) (changed bool, err error) {
+	if err := n.bucket.wait(ctx); err != nil {
+		return false, err
+	}
+	if len(n.v.Meta.Sema) > 0 {
+		release, err := e.semas.acquire(ctx, n.v.Meta.Sema)
+		if err != nil {
+			return false, err
+		}
+		defer release()
+	}
+	if t := n.v.Meta.Timeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Second)
+		defer cancel()
+	}
+	err = safeCall("CheckApply", func() error {
+		var err error
+		changed, err = n.v.Res.CheckApply(ctx, apply)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("timed out after %ds (meta timeout): %w", n.v.Meta.Timeout, err)
+		}
+		return false, err
+	}
+	if refresh && apply {
+		if r, ok := n.v.Res.(Refresher); ok {
+			err = safeCall("Refresh", func() error {
+				rc, err := r.Refresh(ctx)
+				changed = changed || rc
+				return err
+			})
+			if err != nil {
+				return changed, fmt.Errorf("refresh: %w", err)
+			}
+			n.log.Info("refreshed")
+		}
+	}
+	return changed, nil
+}
+
+// stop waits for every vertex to stop, at most StopTimeout, and sums up
+// the run.
+func (e *Engine) stop() error {
+	e.mu.Lock()
+	nodes := make([]*node, 0, len(e.nodes))
+	for _, n := range e.nodes {
+		nodes = append(nodes, n)
+	}
+	e.mu.Unlock()
+	deadline := time.NewTimer(e.cfg.StopTimeout)
+	defer deadline.Stop()
+	for _, n := range nodes {
+		select {
+		case <-n.done:
+		case <-deadline.C:
+			e.log.Warn("vertices still stopping after the stop timeout; leaving them", "timeout", e.cfg.StopTimeout)
+			return e.summary()
+		}
+	}
+	return e.summary()
+}
+
+func (e *Engine) summary() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var fails []Failure
+	for _, n := range e.order {
+		if n.lastErr != nil && n.st == stateFailed {
+			fails = append(fails, Failure{Res: n.v.String(), Err: n.lastErr})
+		}
+	}
+	if len(fails) == 0 {
+		return nil
+	}
+	sort.Slice(fails, func(i, j int) bool { return fails[i].Res < fails[j].Res })
+	return &RunError{Failures: fails}
+}

@@ -1,0 +1,196 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"time"
+)
+
+// state is where a vertex stands, as its dependents see it.
+type state int
+
+const (
+	statePending state = iota // not checked yet, or drift seen and not repaired
+	stateOK                   // last check-and-apply succeeded
+	stateFailed               // last check-and-apply failed; a retry may follow
+)
+
+// node is the engine's running vertex: its goroutines, its queue of work and
+// its state. Fields below mu are guarded by Engine.mu.
+type node struct {
+	v      *Vertex
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{} // closed when both goroutines have returned
+	poke   chan struct{} // one slot: bursts collapse into one pass
+	bucket *bucket       // meta limit/burst; nil when unlimited
+
+	// guarded by Engine.mu
+	parents  []*node
+	children []*node
+	notify   map[*node]bool // children reached through a notify edge
+	running  bool           // Watch said Running (or polling started)
+	dirty    bool           // a check is owed
+	refresh  bool           // a notify edge asked for a refresh
+	busy     bool           // CheckApply under way
+	st       state
+	retries  int  // failures left before the vertex gives up; -1: forever
+	retrying bool // a retry timer is armed
+	gaveUp   bool // failed with no retries left; waits for a new event
+	lastErr  error
+	stats    Stats
+}
+
+// Stats is what a vertex did during the run.
+type Stats struct {
+	Checks   int
+	Changes  int
+	Failures int
+	Duration time.Duration // time spent in check-and-apply
+}
+
+func (n *node) pokeSelf() {
+	select {
+	case n.poke <- struct{}{}:
+	default:
+	}
+}
+
+// converged: nothing owed, nothing under way.
+func (n *node) convergedLocked() bool {
+	return n.running && n.st == stateOK && !n.dirty && !n.refresh && !n.busy && !n.retrying
+}
+
+// events is what a node hands its resource's Watch.
+type events struct {
+	e *Engine
+	n *node
+}
+
+func (ev events) Running() {
+	ev.e.mu.Lock()
+	defer ev.e.mu.Unlock()
+	if !ev.n.running {
+		ev.n.running = true
+		ev.e.changedLocked(ev.n)
+		ev.n.pokeSelf()
+	}
+}
+
+func (ev events) Dirty() {
+	ev.e.mu.Lock()
+	defer ev.e.mu.Unlock()
+	ev.e.dirtyLocked(ev.n, true)
+}
+
+// safeCall runs f, turning a panic into an error so that a broken resource
+// fails its own vertex, not the process.
+func safeCall(what string, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s panicked: %v\n%s", what, r, debug.Stack())
+		}
+	}()
+	return f()
+}
+
+// bucket is a token bucket for meta limit/burst.
+type bucket struct {
+	mu     sync.Mutex // guards tokens, last
+	rate   float64    // tokens per second
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(rate float64, burst int) *bucket {
+	if rate <= 0 {
+		return nil
+	}
+	b := float64(burst)
+	if b < 1 {
+		b = 1
+	}
+	return &bucket{rate: rate, burst: b, tokens: b, last: time.Now()}
+}
+
+// wait takes one token, sleeping until one is there or ctx ends.
+func (b *bucket) wait(ctx context.Context) error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	now := time.Now()
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	b.tokens--
+	var d time.Duration
+	if b.tokens < 0 {
+		d = time.Duration(-b.tokens / b.rate * float64(time.Second))
+	}
+	b.mu.Unlock()
+	if d == 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// semas holds the named semaphores of meta sema, shared by the whole graph.
+type semas struct {
+	mu sync.Mutex // guards m
+	m  map[string]chan struct{}
+}
+
+func (s *semas) get(name string, count int) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]chan struct{}{}
+	}
+	c, ok := s.m[name]
+	if !ok {
+		c = make(chan struct{}, count)
+		s.m[name] = c
+	}
+	return c
+}
+
+// acquire takes every semaphore in list (sorted, so two vertices never wait
+// on each other) and returns the function that gives them back.
+func (s *semas) acquire(ctx context.Context, list []string) (func(), error) {
+	var held []chan struct{}
+	release := func() {
+		for _, c := range held {
+			<-c
+		}
+	}
+	sorted := append([]string(nil), list...)
+	sort.Strings(sorted)
+	for _, spec := range sorted {
+		name, count, err := ParseSema(spec)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		c := s.get(name, count)
+		select {
+		case c <- struct{}{}:
+			held = append(held, c)
+		case <-ctx.Done():
+			release()
+			return nil, ctx.Err()
+		}
+	}
+	return release, nil
+}
