@@ -184,7 +184,7 @@ func (x *Exec) proc(cmd, shell string, timeout float64) (proc, error) {
 	if err != nil {
 		return proc{}, err
 	}
-	p := proc{name: cmd, argv: argv, dir: x.Cwd, cred: cred, timeout: seconds(timeout)}
+	p := proc{name: cmd, argv: argv, dir: x.Cwd, cred: cred, timeout: seconds(timeout), log: x.logger()}
 	if len(credEnv) > 0 || len(x.Env) > 0 {
 		p.env = append(os.Environ(), credEnv...)
 		for k, v := range x.Env {

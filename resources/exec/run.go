@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	osexec "os/exec"
 	"strings"
@@ -80,6 +81,7 @@ type proc struct {
 	env     []string // nil: the agent's environment
 	cred    *syscall.Credential
 	timeout time.Duration // 0: none
+	log     *slog.Logger  // for what goes wrong around the command
 }
 
 // run starts p in a process group of its own and waits until it exits, its
@@ -187,6 +189,7 @@ func (p proc) run(ctx context.Context, started func(), line func(stream, string)
 	select {
 	case <-readDone:
 	case <-time.After(pipeGrace):
+		p.log.Warn("output still open after the command's process group ended: something it started left the group and still runs", "cmd", p.name, "pid", pid)
 		outR.Close()
 		errR.Close()
 		<-readDone
