@@ -41,7 +41,10 @@ func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
 	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Column)
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Column > 0 {
+			fmt.Fprintf(&b, ":%d", e.Column)
+		}
 	}
 	b.WriteString(": ")
 	if e.Res != "" {
@@ -155,7 +158,7 @@ func Parse(file string, data []byte) (*Graph, error) {
 			p.errorf(k, "", "unknown top-level key %q%s; valid keys: %s", k.Value, suggest(k.Value, top), strings.Join(top, ", "))
 		}
 	}
-	if !seen["resources"] {
+	if !seen["resources"] && len(p.errs) == 0 {
 		p.errorf(root, "", "no resources: section: a graph needs at least one resource")
 	}
 	if edges != nil {

@@ -1,0 +1,125 @@
+package yamlgraph
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mgmtconfig/mgmt/engine"
+	_ "github.com/mgmtconfig/mgmt/resources/exec"
+	_ "github.com/mgmtconfig/mgmt/resources/noop"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden .err files")
+
+// Every file in testdata/bad is refused with the message in its .err file,
+// which names the file, line and column and, where there is one, the
+// resource.
+func TestBadFiles(t *testing.T) {
+	files, _ := filepath.Glob("testdata/bad/*.yaml")
+	if len(files) < 20 {
+		t.Fatalf("only %d bad files", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			g, err := ParseFile(f)
+			if g != nil && err != nil {
+				t.Fatal("an invalid file returned a graph")
+			}
+			if err == nil { // valid as a file: the graph itself must be refused
+				_, err = engine.Compile(context.Background(), &g.Decl, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			}
+			if err == nil {
+				t.Fatalf("accepted: %d vertices", len(g.Vertices))
+			}
+			golden := strings.TrimSuffix(f, ".yaml") + ".err"
+			got := err.Error() + "\n"
+			if *update {
+				os.WriteFile(golden, []byte(got), 0o644)
+			}
+			want, rerr := os.ReadFile(golden)
+			if rerr != nil {
+				t.Fatalf("no golden file (run go test -update): %v", rerr)
+			}
+			if got != string(want) {
+				t.Fatalf("error\n got: %s\nwant: %s", got, want)
+			}
+			if !strings.HasPrefix(got, f) {
+				t.Fatalf("error does not start with the file name: %s", got)
+			}
+		})
+	}
+}
+
+func TestLegacyFile(t *testing.T) {
+	g, err := ParseFile("testdata/good/legacy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Name != "legacy" || len(g.Vertices) != 2 || len(g.Edges) != 1 {
+		t.Fatalf("parsed %q with %d vertices and %d edges", g.Name, len(g.Vertices), len(g.Edges))
+	}
+	var e1 = g.Vertices[1]
+	if e1.Kind != "exec" || e1.Name != "e1" || !e1.Exported {
+		t.Fatalf("exported exec parsed as %s exported=%t", e1, e1.Exported)
+	}
+	if n1 := g.Vertices[0]; n1.Meta.AutoGroup || !n1.Meta.AutoEdge {
+		t.Fatalf("meta not decoded: %+v", n1.Meta)
+	}
+	e := g.Edges[0]
+	if e.From.Kind != "noop" || e.To.Name != "e1" || !e.Notify {
+		t.Fatalf("edge parsed as %+v", e)
+	}
+}
+
+// The hash changes with any parameter and stays with none.
+func TestHashFollowsParameters(t *testing.T) {
+	parse := func(src string) string {
+		t.Helper()
+		g, err := Parse("x.yaml", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.Vertices[0].Hash
+	}
+	a := parse("resources: {exec: [{name: a, cmd: echo one}]}")
+	if b := parse("resources:\n  exec:\n  - name: a\n    cmd: echo one\n"); a != b {
+		t.Fatal("the same resource written differently hashed differently")
+	}
+	if c := parse("resources: {exec: [{name: a, cmd: echo two}]}"); a == c {
+		t.Fatal("a changed parameter kept the hash")
+	}
+	if d := parse("resources: {exec: [{name: a, cmd: echo one, meta: {retry: 2}}]}"); a == d {
+		t.Fatal("a changed meta parameter kept the hash")
+	}
+}
+
+func TestParamsRoundTrip(t *testing.T) {
+	g, err := Parse("x.yaml", []byte("resources: {exec: [{name: a, cmd: echo one, timeout: 5}]}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Params(g.Vertices[0].Res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := DecodeRes("etcd:host1", "exec", "a", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVertex("exec", "a", false, g.Vertices[0].Meta, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Hash != g.Vertices[0].Hash {
+		t.Fatal("a resource decoded from its own parameters hashed differently")
+	}
+	if _, err := DecodeRes("etcd:host1", "exec", "a", []byte("cmd: x\nbogus: 1\n")); err == nil || !strings.Contains(err.Error(), `unknown field "bogus"`) {
+		t.Fatalf("strict decoding of collected parameters: %v", err)
+	}
+}
