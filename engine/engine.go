@@ -558,15 +558,19 @@ func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool) (
 	}
 	if refresh && apply {
 		if r, ok := n.v.Res.(Refresher); ok {
+			var refreshed bool
 			err = safeCall("Refresh", func() error {
-				rc, err := r.Refresh(ctx)
-				changed = changed || rc
+				var err error
+				refreshed, err = r.Refresh(ctx)
 				return err
 			})
 			if err != nil {
 				return changed, fmt.Errorf("refresh: %w", err)
 			}
-			n.log.Info("refreshed")
+			if refreshed {
+				changed = true
+				n.log.Info("refreshed")
+			}
 		}
 	}
 	return changed, nil

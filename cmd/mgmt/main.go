@@ -1,0 +1,163 @@
+// Command mgmt is the configuration-management agent: `mgmt run --file
+// graph.yaml` keeps a machine in the state the graph describes.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mgmtconfig/mgmt/agent"
+	"github.com/mgmtconfig/mgmt/engine"
+	_ "github.com/mgmtconfig/mgmt/resources/all"
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time: -ldflags "-X main.version=..."
+var version = "dev"
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // resources failed
+	exitInvalid = 2 // bad input: nothing applied
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	root := &cobra.Command{
+		Use:           "mgmt",
+		Short:         "An event-driven, parallel configuration-management agent",
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(runCmd(), validateCmd())
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "mgmt:", err)
+	var inv *agent.InvalidError
+	var usage *usageError
+	switch {
+	case errors.As(err, &inv), errors.As(err, &usage):
+		return exitInvalid
+	default:
+		var re *engine.RunError
+		if errors.As(err, &re) {
+			return exitFailed
+		}
+		return exitInvalid // cobra's own flag and argument errors
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, &usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", level)}
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func runCmd() *cobra.Command {
+	var cfg agent.Config
+	var convergedTimeout int
+	var noWatch bool
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "run --file GRAPH.yaml",
+		Short: "Run a graph: apply it, then keep it applied",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.File == "" {
+				return &usageError{"run: --file is required"}
+			}
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			if cfg.Hostname == "" {
+				if cfg.Hostname, err = os.Hostname(); err != nil {
+					return fmt.Errorf("hostname: %w", err)
+				}
+			}
+			cfg.Logger = log
+			cfg.Watch = !noWatch
+			cfg.ConvergedTimeout = -1
+			if convergedTimeout >= 0 {
+				cfg.ConvergedTimeout = time.Duration(convergedTimeout) * time.Second
+			}
+			ctx, stop := signalContext(log)
+			defer stop()
+			return agent.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&cfg.File, "file", "f", "", "graph file (YAML)")
+	f.IntVar(&convergedTimeout, "converged-timeout", -1, "exit once the graph has been converged for this many seconds (-1: run forever)")
+	f.BoolVar(&cfg.Noop, "noop", false, "report what would change, change nothing")
+	f.BoolVar(&noWatch, "no-watch", false, "do not reload the graph when its file changes")
+	f.StringVar(&cfg.Graphviz, "graphviz", "", "write the compiled graph as DOT to this file")
+	f.StringVar(&cfg.GraphvizFilter, "graphviz-filter", "", "render the DOT file to FILE.png with this Graphviz program (e.g. dot)")
+	f.StringVar(&cfg.Hostname, "hostname", "", "this host's name (default: the machine's)")
+	f.StringVar(&cfg.Prefix, "prefix", "/var/lib/mgmt", "directory for the agent's working state")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func validateCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "validate --file GRAPH.yaml",
+		Short: "Check a graph without running it (exit 0: valid, 2: invalid)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return &usageError{"validate: --file is required"}
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			_, g, err := agent.Load(context.Background(), file, log)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%s: valid: %d resources, %d edges\n", file, g.NumVertices(), g.NumEdges())
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "graph file (YAML)")
+	return cmd
+}
+
+// signalContext ends on SIGINT or SIGTERM; a second signal exits at once.
+func signalContext(log *slog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s, ok := <-sig
+		if !ok {
+			return
+		}
+		log.Info("stopping", "signal", s.String())
+		cancel()
+		if s, ok = <-sig; ok {
+			log.Warn("second signal: exiting now", "signal", s.String())
+			os.Exit(exitFailed)
+		}
+	}()
+	return ctx, func() { signal.Stop(sig); cancel() }
+}
