@@ -1,9 +1,9 @@
-// Package all imports every resource kind, so that each registers itself.
+// Package all registers every resource kind: import it for its side effects.
 package all
 
 import (
+	// Each kind registers itself with the engine from init.
 	_ "github.com/mgmtconfig/mgmt/resources/exec"
-	_ "github.com/mgmtconfig/mgmt/resources/file"
 	_ "github.com/mgmtconfig/mgmt/resources/noop"
 	_ "github.com/mgmtconfig/mgmt/resources/timer"
 )
