@@ -105,6 +105,7 @@ func watchFile(ctx context.Context, cfg Config, eng *engine.Engine, log *slog.Lo
 		return nil, err
 	}
 	last, _ := os.ReadFile(cfg.File)
+	ctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -129,7 +130,7 @@ func watchFile(ctx context.Context, cfg Config, eng *engine.Engine, log *slog.Lo
 			eng.Swap(g)
 		}
 	}()
-	return func() { cancel(); <-done }, nil
+	return func() { cancel(); stop(); <-done }, nil
 }
 
 func writeGraphviz(cfg Config, g *pgraph.Graph, log *slog.Logger) {
