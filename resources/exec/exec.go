@@ -253,7 +253,7 @@ func (x *Exec) apply(ctx context.Context, apply bool) (ran bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("cmd: %w", err)
 	}
-	log.Info("ran", "cmd", x.Cmd, "duration", time.Since(start).Round(time.Millisecond))
+	log.Debug("ran", "cmd", x.Cmd, "duration", time.Since(start).Round(time.Millisecond))
 	return true, nil
 }
 
