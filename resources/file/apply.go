@@ -1,0 +1,599 @@
+package file
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrInTheWay is wrapped by the errors of CheckApply when something of the
+// wrong type (a directory where a file belongs, or the reverse, or a
+// non-empty directory to remove) is at the path and force is not set.
+var ErrInTheWay = errors.New("in the way: set force: true to replace it")
+
+// Permissions of what the resource creates when mode does not say.
+const (
+	defaultFileMode = 0o644
+	defaultDirMode  = 0o755
+)
+
+// CheckApply compares the path with the declared state and, with apply,
+// makes them equal. Content is compared byte for byte, never by time
+// stamps; new content is written to a temporary file beside the path,
+// synced, given its mode and owner, and renamed over the path.
+func (r *File) CheckApply(ctx context.Context, apply bool) (bool, error) {
+	s, err := r.spec()
+	if err != nil {
+		return false, err
+	}
+	a := &applier{ctx: ctx, apply: apply, log: r.logger(), force: s.force}
+	switch {
+	case s.absent:
+		return a.absent(s.path)
+	case s.dir:
+		changed, err := a.dir(s.path, attrs{mode: s.mode, hasMode: s.hasMode, uid: s.uid, gid: s.gid})
+		if err != nil || !s.recurse {
+			return changed, err
+		}
+		c, err := a.tree(s.source, s.path, s.uid, s.gid, s.purge)
+		return changed || c, err
+	default:
+		want := attrs{mode: s.mode, hasMode: s.hasMode, uid: s.uid, gid: s.gid}
+		var src source
+		switch {
+		case s.hasCont:
+			src = bytesSource(s.content)
+		case s.source != "":
+			src = fileSource(s.source)
+		}
+		return a.file(s.path, src, want)
+	}
+}
+
+// applier carries what one CheckApply needs.
+type applier struct {
+	ctx   context.Context
+	apply bool
+	force bool
+	log   *slog.Logger
+}
+
+// attrs are the managed attributes of a path.
+type attrs struct {
+	mode    uint32
+	hasMode bool
+	uid     int // -1: not managed
+	gid     int // -1: not managed
+}
+
+// source is wanted content: it opens a reader and tells its size.
+type source interface {
+	open() (io.ReadCloser, int64, error)
+}
+
+type bytesSource []byte
+
+func (b bytesSource) open() (io.ReadCloser, int64, error) {
+	return io.NopCloser(bytes.NewReader(b)), int64(len(b)), nil
+}
+
+type fileSource string
+
+func (f fileSource) open() (io.ReadCloser, int64, error) {
+	fh, err := os.Open(string(f))
+	if err != nil {
+		return nil, 0, fmt.Errorf("source: %w", err)
+	}
+	fi, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		return nil, 0, fmt.Errorf("source: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		fh.Close()
+		return nil, 0, fmt.Errorf("source: %s is a %s, want a regular file", f, typeName(fi.Mode()))
+	}
+	return fh, fi.Size(), nil
+}
+
+func typeName(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m.IsRegular():
+		return "regular file"
+	default:
+		return "special file"
+	}
+}
+
+func pathErr(op, path string, err error) error {
+	return &fs.PathError{Op: op, Path: path, Err: err}
+}
+
+// file makes path a regular file with the content of src (nil: content not
+// managed) and the attributes want.
+func (a *applier) file(path string, src source, want attrs) (bool, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	var st unix.Stat_t
+	if err == nil {
+		defer unix.Close(fd)
+		err = unix.Fstat(fd, &st)
+	}
+	replaceDir := false
+	switch {
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG:
+		// A regular file: compare its content.
+		if src != nil {
+			same, err := sameContent(fd, st.Size, src)
+			if err != nil {
+				return false, err
+			}
+			if !same {
+				return a.write(path, src, want, &st, false, "content differs")
+			}
+		}
+		return a.fixAttrs(fd, path, &st, want)
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		if !a.force {
+			return false, fmt.Errorf("%s is a directory, the resource wants a file: %w", path, ErrInTheWay)
+		}
+		replaceDir = true
+	case err == nil:
+		// A device, fifo or socket: replaced by the file.
+	case errors.Is(err, unix.ELOOP):
+		// A symbolic link: replaced, never written through.
+	case errors.Is(err, unix.ENOENT):
+	default:
+		return false, pathErr("open", path, err)
+	}
+	if src == nil {
+		src = bytesSource(nil)
+	}
+	return a.write(path, src, want, nil, replaceDir, "missing or not a regular file")
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// sameContent compares the open file fd (of size size) with src.
+func sameContent(fd int, size int64, src source) (bool, error) {
+	if b, ok := src.(bytesSource); ok {
+		if int64(len(b)) != size {
+			return false, nil
+		}
+		if size == 0 {
+			return true, nil
+		}
+		if len(b) <= 64<<10 {
+			bp := bufPool.Get().(*[]byte)
+			defer bufPool.Put(bp)
+			buf := (*bp)[:len(b)]
+			n, err := unix.Pread(fd, buf, 0)
+			if err != nil {
+				return false, fmt.Errorf("read: %w", err)
+			}
+			return n == len(b) && bytes.Equal(buf, b), nil
+		}
+	}
+	rc, srcSize, err := src.open()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	if srcSize != size {
+		return false, nil
+	}
+	f := io.NewSectionReader(fdReaderAt(fd), 0, size+1)
+	return sameStream(f, rc)
+}
+
+type fdReaderAt int
+
+func (fd fdReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := unix.Pread(int(fd), p, off)
+	if err != nil {
+		return 0, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// sameStream compares two readers to their ends.
+func sameStream(x, y io.Reader) (bool, error) {
+	bx, by := bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
+	defer bufPool.Put(bx)
+	defer bufPool.Put(by)
+	for {
+		nx, errx := io.ReadFull(x, *bx)
+		ny, erry := io.ReadFull(y, (*by)[:len(*bx)])
+		if errx != nil && !errors.Is(errx, io.EOF) && !errors.Is(errx, io.ErrUnexpectedEOF) {
+			return false, errx
+		}
+		if erry != nil && !errors.Is(erry, io.EOF) && !errors.Is(erry, io.ErrUnexpectedEOF) {
+			return false, erry
+		}
+		if nx != ny || !bytes.Equal((*bx)[:nx], (*by)[:ny]) {
+			return false, nil
+		}
+		if errx != nil || erry != nil {
+			return errx != nil && erry != nil, nil
+		}
+	}
+}
+
+// fixAttrs gives the open file or directory fd the wanted mode and owner.
+func (a *applier) fixAttrs(fd int, path string, st *unix.Stat_t, want attrs) (bool, error) {
+	uid, gid := -1, -1
+	if want.uid >= 0 && uint32(want.uid) != st.Uid {
+		uid = want.uid
+	}
+	if want.gid >= 0 && uint32(want.gid) != st.Gid {
+		gid = want.gid
+	}
+	chown := uid >= 0 || gid >= 0
+	// chown clears setuid and setgid, so the mode is set again after it.
+	chmod := want.hasMode && (st.Mode&0o7777 != want.mode || (chown && want.mode&0o6000 != 0))
+	if !chown && !chmod {
+		return false, nil
+	}
+	if !a.apply {
+		return true, nil
+	}
+	if chown {
+		if err := unix.Fchown(fd, uid, gid); err != nil {
+			return false, pathErr("chown", path, err)
+		}
+		a.log.Info("owner changed", "path", path, "uid", want.uid, "gid", want.gid, "was", fmt.Sprintf("%d:%d", st.Uid, st.Gid))
+	}
+	if chmod {
+		if err := unix.Fchmod(fd, want.mode); err != nil {
+			return false, pathErr("chmod", path, err)
+		}
+		a.log.Info("mode changed", "path", path, "mode", fmt.Sprintf("%04o", want.mode), "was", fmt.Sprintf("%04o", st.Mode&0o7777))
+	}
+	return true, nil
+}
+
+// tempName is the name of the temporary file beside path that new content
+// is written to. It is fixed, so that whatever a crash leaves behind is
+// replaced by the next write instead of piling up.
+func tempName(path string) string {
+	dir, base := filepath.Split(path)
+	name := "." + base + ".mgmt-tmp"
+	if len(name) > 255 {
+		sum := sha256.Sum256([]byte(base))
+		name = ".mgmt-tmp-" + hex.EncodeToString(sum[:16])
+	}
+	return dir + name
+}
+
+// IsTemp tells whether a base name is one of the temporary files the
+// resource writes before renaming them over their paths.
+func IsTemp(base string) bool {
+	return strings.HasPrefix(base, ".") && strings.HasSuffix(base, ".mgmt-tmp") || strings.HasPrefix(base, ".mgmt-tmp-")
+}
+
+// write replaces path atomically with the content of src. The mode and
+// owner are want's, or those of the regular file being replaced (old), or
+// 0644 and the process's own.
+func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, replaceDir bool, why string) (bool, error) {
+	if !a.apply {
+		return true, nil
+	}
+	if err := a.ctx.Err(); err != nil {
+		return false, err
+	}
+	mode, uid, gid := uint32(defaultFileMode), want.uid, want.gid
+	switch {
+	case want.hasMode:
+		mode = want.mode
+	case old != nil:
+		mode = old.Mode & 0o7777
+	}
+	if old != nil {
+		if uid < 0 && old.Uid != uint32(os.Getuid()) {
+			uid = int(old.Uid)
+		}
+		if gid < 0 && old.Gid != uint32(os.Getgid()) {
+			gid = int(old.Gid)
+		}
+	}
+	rc, _, err := src.open()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+
+	tmp := tempName(path)
+	fd, err := a.createTemp(tmp)
+	if err != nil {
+		return false, err
+	}
+	h := sha256.New()
+	n, err := copyTo(fd, rc, h)
+	if err == nil && (uid >= 0 || gid >= 0) {
+		err = wrap("chown", unix.Fchown(fd, uid, gid))
+	}
+	if err == nil {
+		err = wrap("chmod", unix.Fchmod(fd, mode))
+	}
+	if err == nil {
+		err = wrap("fsync", unix.Fsync(fd))
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = wrap("close", cerr)
+	}
+	if err == nil && replaceDir {
+		if err = os.RemoveAll(path); err == nil {
+			a.log.Info("directory removed to make way for a file", "path", path)
+		}
+	}
+	if err == nil {
+		err = wrap("rename", unix.Rename(tmp, path))
+	}
+	if err != nil {
+		_ = unix.Unlink(tmp)
+		return false, fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return true, err
+	}
+	a.log.Info("file written", "path", path, "why", why, "bytes", n, "sha256", shortSum(h), "mode", fmt.Sprintf("%04o", mode))
+	return true, nil
+}
+
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func shortSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil))[:12] }
+
+// createTemp creates the temporary file, removing what an earlier crash
+// left there, and the missing parent directories.
+func (a *applier) createTemp(tmp string) (int, error) {
+	for try := 0; ; try++ {
+		_ = unix.Unlink(tmp)
+		fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			return fd, nil
+		}
+		if !errors.Is(err, unix.ENOENT) || try > 0 {
+			return -1, pathErr("create", tmp, err)
+		}
+		if err := a.mkdirParents(filepath.Dir(tmp)); err != nil {
+			return -1, err
+		}
+	}
+}
+
+// mkdirParents creates dir and the directories above it that are missing,
+// each with mode 0755 whatever the umask.
+func (a *applier) mkdirParents(dir string) error {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		var st unix.Stat_t
+		err := unix.Stat(d, &st)
+		if err == nil {
+			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				return pathErr("mkdir", d, unix.ENOTDIR)
+			}
+			break
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return pathErr("stat", d, err)
+		}
+		missing = append(missing, d)
+		if d == "/" {
+			break
+		}
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		d := missing[i]
+		if err := unix.Mkdir(d, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return pathErr("mkdir", d, err)
+		}
+		if err := unix.Chmod(d, defaultDirMode); err != nil {
+			return pathErr("chmod", d, err)
+		}
+		a.log.Info("parent directory created", "path", d, "mode", fmt.Sprintf("%04o", defaultDirMode))
+	}
+	return nil
+}
+
+// copyTo writes everything from r to fd, and to h.
+func copyTo(fd int, r io.Reader, h hash.Hash) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	var total int64
+	for {
+		n, rerr := r.Read(*bp)
+		if n > 0 {
+			h.Write((*bp)[:n])
+			for b := (*bp)[:n]; len(b) > 0; {
+				w, err := unix.Write(fd, b)
+				if err != nil {
+					if errors.Is(err, unix.EINTR) {
+						continue
+					}
+					return total, fmt.Errorf("write: %w", err)
+				}
+				b = b[w:]
+				total += int64(w)
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, fmt.Errorf("read: %w", rerr)
+		}
+	}
+}
+
+// syncDir makes a rename or removal in dir durable.
+func syncDir(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return pathErr("open", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fsync(fd); err != nil {
+		return pathErr("fsync", dir, err)
+	}
+	return nil
+}
+
+// dir makes path a directory with the attributes want.
+func (a *applier) dir(path string, want attrs) (bool, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == nil {
+		defer unix.Close(fd)
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return false, pathErr("stat", path, err)
+		}
+		return a.fixAttrs(fd, path, &st, want)
+	}
+	var st unix.Stat_t
+	switch lerr := unix.Lstat(path, &st); {
+	case errors.Is(lerr, unix.ENOENT):
+	case lerr != nil:
+		return false, pathErr("lstat", path, lerr)
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		// A symbolic link: replaced, never followed.
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		if !a.force {
+			return false, fmt.Errorf("%s is a %s, the resource wants a directory: %w", path, typeName(fileMode(st.Mode)), ErrInTheWay)
+		}
+	default:
+		return false, pathErr("open", path, err)
+	}
+	if !a.apply {
+		return true, nil
+	}
+	if errors.Is(err, unix.ENOENT) {
+		if err := a.mkdirParents(filepath.Dir(path)); err != nil {
+			return false, err
+		}
+	} else {
+		if err := unix.Unlink(path); err != nil {
+			return false, pathErr("remove", path, err)
+		}
+		a.log.Info("removed to make way for a directory", "path", path)
+	}
+	mode := uint32(defaultDirMode)
+	if want.hasMode {
+		mode = want.mode
+	}
+	if err := a.mkdir(path, mode, want.uid, want.gid); err != nil {
+		return false, err
+	}
+	return true, syncDir(filepath.Dir(path))
+}
+
+// mkdir creates the directory path with exactly mode, and the owner given.
+func (a *applier) mkdir(path string, mode uint32, uid, gid int) error {
+	if err := unix.Mkdir(path, 0o700); err != nil {
+		return pathErr("mkdir", path, err)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return pathErr("open", path, err)
+	}
+	defer unix.Close(fd)
+	if uid >= 0 || gid >= 0 {
+		if err := unix.Fchown(fd, uid, gid); err != nil {
+			return pathErr("chown", path, err)
+		}
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return pathErr("chmod", path, err)
+	}
+	a.log.Info("directory created", "path", path, "mode", fmt.Sprintf("%04o", mode))
+	return nil
+}
+
+func fileMode(m uint32) fs.FileMode {
+	switch m & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return fs.ModeDir
+	case unix.S_IFLNK:
+		return fs.ModeSymlink
+	case unix.S_IFREG:
+		return 0
+	default:
+		return fs.ModeDevice
+	}
+}
+
+// absent removes whatever is at path: a file, a link (not its target), an
+// empty directory; a non-empty directory only with force.
+func (a *applier) absent(path string) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return false, nil
+		}
+		return false, pathErr("lstat", path, err)
+	}
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if isDir && !a.force {
+		empty, err := emptyDir(path)
+		if err != nil {
+			return false, err
+		}
+		if !empty {
+			return false, fmt.Errorf("%s is a directory that is not empty: %w", path, ErrInTheWay)
+		}
+	}
+	if !a.apply {
+		return true, nil
+	}
+	var err error
+	switch {
+	case isDir && a.force:
+		err = os.RemoveAll(path)
+	case isDir:
+		err = wrap("rmdir", unix.Rmdir(path))
+	default:
+		err = wrap("remove", unix.Unlink(path))
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	a.log.Info("removed", "path", path, "was", typeName(fileMode(st.Mode)))
+	return true, syncDir(filepath.Dir(path))
+}
+
+func emptyDir(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return len(names) == 0, err
+}

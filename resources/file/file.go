@@ -1,0 +1,366 @@
+// Package file is the file resource: a file's or directory's existence, content, mode and owner, kept as declared and repaired as soon as inotify reports a change.
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/fswatch"
+)
+
+func init() {
+	engine.Register("file", func() engine.Res { return &File{} })
+}
+
+// States a file can be asked to be in.
+const (
+	StateExists = "exists"
+	StateAbsent = "absent"
+)
+
+// File manages one path. A path ending in "/" is a directory.
+type File struct {
+	Path    string  `yaml:"path"`    // absolute; a trailing "/" means a directory
+	Content *string `yaml:"content"` // the exact content; nil: not managed
+	Source  string  `yaml:"source"`  // a local file to copy, or with recurse a directory tree
+	State   string  `yaml:"state"`   // exists (default) or absent
+	Mode    string  `yaml:"mode"`    // octal, e.g. "0640"; empty: not managed (new files get 0644, directories 0755)
+	Owner   string  `yaml:"owner"`   // user name or uid; empty: not managed
+	Group   string  `yaml:"group"`   // group name or gid; empty: not managed
+	Recurse bool    `yaml:"recurse"` // a directory: copy the source tree into it
+	Purge   bool    `yaml:"purge"`   // with recurse: remove what is not in the source
+	Force   bool    `yaml:"force"`   // replace a directory by a file or the reverse; remove non-empty directories
+
+	log *slog.Logger
+	fsw *fswatch.Watcher // nil: fswatch.Default()
+	s   *spec            // parsed by Validate
+}
+
+// spec is a File's parameters checked and parsed.
+type spec struct {
+	path    string // cleaned, without a trailing "/"
+	dir     bool
+	absent  bool
+	content []byte // nil: not managed (hasContent tells an empty content apart)
+	hasCont bool
+	source  string // cleaned; "" none
+	mode    uint32 // permission bits, with setuid, setgid, sticky
+	hasMode bool
+	uid     int // -1: not managed
+	gid     int // -1: not managed
+	recurse bool
+	purge   bool
+	force   bool
+}
+
+// Validate checks the parameters, and resolves owner and group names. It
+// reports every problem at once, each naming the parameter and what would
+// be valid.
+func (r *File) Validate() error {
+	s, err := r.parse()
+	if err != nil {
+		return err
+	}
+	r.s = s
+	return nil
+}
+
+func (r *File) parse() (*spec, error) {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	s := &spec{uid: -1, gid: -1, recurse: r.Recurse, purge: r.Purge, force: r.Force}
+
+	switch {
+	case r.Path == "":
+		bad("path: missing: want an absolute path, e.g. path: /etc/motd (a trailing / makes it a directory)")
+	case strings.ContainsRune(r.Path, 0):
+		bad("path: %q contains a NUL byte", r.Path)
+	case !filepath.IsAbs(r.Path):
+		bad("path: %q is relative: want an absolute path, e.g. /etc/motd", r.Path)
+	default:
+		s.dir = strings.HasSuffix(r.Path, "/")
+		s.path = filepath.Clean(r.Path)
+		if s.path == "/" {
+			s.dir = true
+		}
+	}
+
+	switch r.State {
+	case "", StateExists:
+	case StateAbsent:
+		s.absent = true
+	default:
+		bad("state: %q is invalid: want exists (the default) or absent", r.State)
+	}
+
+	if r.Content != nil {
+		s.content, s.hasCont = []byte(*r.Content), true
+		if s.dir {
+			bad("content: a directory (path ending in /) has no content: remove the trailing / to manage a file, or use source with recurse: true to fill the directory")
+		}
+		if r.Source != "" {
+			bad("content and source: give only one: content is the file's exact text, source copies a local file")
+		}
+	}
+	if r.Source != "" {
+		switch {
+		case strings.ContainsRune(r.Source, 0):
+			bad("source: %q contains a NUL byte", r.Source)
+		case !filepath.IsAbs(r.Source):
+			bad("source: %q is relative: want an absolute path", r.Source)
+		default:
+			s.source = filepath.Clean(r.Source)
+		}
+		if s.dir && !r.Recurse {
+			bad("source: a directory is filled from its source only with recurse: true")
+		}
+	}
+	if r.Recurse && (!s.dir || r.Source == "") {
+		bad("recurse: needs a directory path (ending in /) and a source directory to copy")
+	}
+	if r.Purge && !r.Recurse {
+		bad("purge: needs recurse: true and a source directory: it removes what the source does not have")
+	}
+
+	if r.Mode != "" {
+		m, err := parseMode(r.Mode)
+		if err != nil {
+			bad("mode: %q is invalid: want 3 or 4 octal digits, e.g. \"0644\" or \"2775\"", r.Mode)
+		}
+		s.mode, s.hasMode = m, true
+	}
+	if r.Owner != "" {
+		id, err := lookupID(r.Owner, func(name string) (string, error) {
+			u, err := user.Lookup(name)
+			if err != nil {
+				return "", err
+			}
+			return u.Uid, nil
+		})
+		if err != nil {
+			bad("owner: %q: %w: want a user name known on this host or a numeric uid", r.Owner, err)
+		}
+		s.uid = id
+	}
+	if r.Group != "" {
+		id, err := lookupID(r.Group, func(name string) (string, error) {
+			g, err := user.LookupGroup(name)
+			if err != nil {
+				return "", err
+			}
+			return g.Gid, nil
+		})
+		if err != nil {
+			bad("group: %q: %w: want a group name known on this host or a numeric gid", r.Group, err)
+		}
+		s.gid = id
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return s, nil
+}
+
+// parseMode reads 3 or 4 octal digits.
+func parseMode(m string) (uint32, error) {
+	if len(m) < 3 || len(m) > 4 {
+		return 0, strconv.ErrSyntax
+	}
+	v, err := strconv.ParseUint(m, 8, 32)
+	if err != nil {
+		return 0, err
+	}
+	return uint32(v), nil
+}
+
+// lookupID turns a name or a number into a numeric id.
+func lookupID(s string, lookup func(string) (string, error)) (int, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		if n == 1<<32-1 {
+			return 0, errors.New("-1 is not an id")
+		}
+		return int(n), nil
+	}
+	id, err := lookup(s)
+	if err != nil {
+		var unknownUser user.UnknownUserError
+		var unknownGroup user.UnknownGroupError
+		if errors.As(err, &unknownUser) || errors.As(err, &unknownGroup) {
+			return 0, errUnknown
+		}
+		return 0, err
+	}
+	n, err := strconv.Atoi(id)
+	if err != nil {
+		return 0, fmt.Errorf("id %q is not numeric: %w", id, err)
+	}
+	return n, nil
+}
+
+var errUnknown = errors.New("unknown on this host")
+
+// spec returns the parsed parameters, parsing them if Validate was not
+// called.
+func (r *File) spec() (*spec, error) {
+	if r.s == nil {
+		if err := r.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return r.s, nil
+}
+
+// Init keeps the logger.
+func (r *File) Init(env engine.Env) error {
+	r.log = env.Logger
+	return nil
+}
+
+func (r *File) logger() *slog.Logger {
+	if r.log == nil {
+		return slog.Default().With("res", "file["+r.Path+"]")
+	}
+	return r.log
+}
+
+// Watch reports a change to the path (for a tree, anything in it) or to the
+// source, through the process's one inotify instance.
+func (r *File) Watch(ctx context.Context, ev engine.Events) error {
+	s, err := r.spec()
+	if err != nil {
+		return err
+	}
+	w := r.fsw
+	if w == nil {
+		if w, err = fswatch.Default(); err != nil {
+			return err
+		}
+	}
+	watch := w.Watch
+	if s.recurse && !s.absent {
+		watch = w.WatchTree
+	}
+	var cancels []func()
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	cancel, err := watch(s.path, ev.Dirty)
+	if err != nil {
+		return err
+	}
+	cancels = append(cancels, cancel)
+	if s.source != "" && !s.absent {
+		if cancel, err = watch(s.source, ev.Dirty); err != nil {
+			return err
+		}
+		cancels = append(cancels, cancel)
+	}
+	ev.Running()
+	<-ctx.Done()
+	return nil
+}
+
+// Close has nothing to release: Watch drops its watches when it returns.
+func (r *File) Close() error { return nil }
+
+// key is the path as a UID key: cleaned, with a trailing "/" for a directory.
+func key(p string, dir bool) string {
+	if dir && p != "/" {
+		return p + "/"
+	}
+	return p
+}
+
+// UIDs names the path the resource manages.
+func (r *File) UIDs() []engine.UID {
+	if !filepath.IsAbs(r.Path) {
+		return nil
+	}
+	return []engine.UID{{Kind: "file", Key: key(filepath.Clean(r.Path), strings.HasSuffix(r.Path, "/"))}}
+}
+
+// AutoEdges asks for an edge from the nearest managed directory above the
+// path, and from the resource managing the source, if any.
+func (r *File) AutoEdges(context.Context) ([]engine.AutoEdge, error) {
+	if !filepath.IsAbs(r.Path) {
+		return nil, nil
+	}
+	p := filepath.Clean(r.Path)
+	var up []engine.UID
+	for d := p; d != "/"; {
+		d = filepath.Dir(d)
+		up = append(up, engine.UID{Kind: "file", Key: key(d, true)})
+	}
+	var edges []engine.AutoEdge
+	if len(up) > 0 {
+		edges = append(edges, engine.AutoEdge{UIDs: up})
+	}
+	if filepath.IsAbs(r.Source) {
+		src := filepath.Clean(r.Source)
+		if src != p && !strings.HasPrefix(src, key(p, true)) {
+			edges = append(edges, engine.AutoEdge{UIDs: []engine.UID{{Kind: "file", Key: key(src, r.Recurse)}}})
+		}
+	}
+	return edges, nil
+}
+
+// ErrCollect is returned by Collect for a resource that must not be
+// collected as it is.
+var ErrCollect = errors.New("file cannot be collected")
+
+// Collect returns the file as a collecting host manages it: the same
+// parameters, with the path re-based into the pattern directory (pattern +
+// the base name). It refuses what would escape that directory, a source
+// (it names a file on the exporting host), and setuid or setgid modes.
+func (r *File) Collect(pattern string) (engine.Res, error) {
+	if !filepath.IsAbs(pattern) || strings.ContainsRune(pattern, 0) {
+		return nil, fmt.Errorf("%w: pattern %q: want an absolute directory", ErrCollect, pattern)
+	}
+	if !filepath.IsAbs(r.Path) {
+		return nil, fmt.Errorf("%w: path %q is not absolute", ErrCollect, r.Path)
+	}
+	dir := filepath.Clean(pattern)
+	base := filepath.Base(filepath.Clean(r.Path))
+	switch {
+	case base == "/", base == ".", base == "..", base == "",
+		strings.ContainsAny(base, "/\x00"), filepath.IsAbs(base):
+		return nil, fmt.Errorf("%w: path %q has no base name to place in %s", ErrCollect, r.Path, dir)
+	case r.Source != "":
+		return nil, fmt.Errorf("%w: it has source %q, a file on the exporting host", ErrCollect, r.Source)
+	}
+	c := &File{
+		Path:    key(filepath.Join(dir, base), strings.HasSuffix(r.Path, "/")),
+		State:   r.State,
+		Mode:    r.Mode,
+		Owner:   r.Owner,
+		Group:   r.Group,
+		Recurse: r.Recurse,
+		Purge:   r.Purge,
+		Force:   r.Force,
+	}
+	if filepath.Dir(filepath.Clean(c.Path)) != dir {
+		return nil, fmt.Errorf("%w: %q would land outside %s", ErrCollect, c.Path, dir)
+	}
+	if r.Content != nil {
+		content := *r.Content
+		c.Content = &content
+	}
+	if c.Mode != "" {
+		if m, err := parseMode(c.Mode); err == nil && m&0o6000 != 0 {
+			return nil, fmt.Errorf("%w: mode %s sets setuid or setgid", ErrCollect, c.Mode)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCollect, err)
+	}
+	return c, nil
+}

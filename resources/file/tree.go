@@ -1,0 +1,140 @@
+package file
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// tree makes the directory dst hold a copy of the tree src: directories,
+// regular files (content and permission bits) and symbolic links (copied as
+// links, not followed). uid and gid, when managed, apply to every entry.
+// With purge, what dst has and src has not is removed.
+func (a *applier) tree(src, dst string, uid, gid int, purge bool) (bool, error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return false, fmt.Errorf("source: %w", err)
+	}
+	if !fi.IsDir() {
+		return false, fmt.Errorf("source: %s is a %s, want a directory to copy with recurse", src, typeName(fi.Mode()))
+	}
+	return a.treeDir(src, dst, uid, gid, purge)
+}
+
+func (a *applier) treeDir(src, dst string, uid, gid int, purge bool) (bool, error) {
+	if err := a.ctx.Err(); err != nil {
+		return false, err
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return false, fmt.Errorf("source: %w", err)
+	}
+	changed := false
+	var errs []error
+	keep := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		keep[e.Name()] = true
+		sp, dp := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
+		var st unix.Stat_t
+		if err := unix.Lstat(sp, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				delete(keep, e.Name()) // gone meanwhile: the next event brings us back
+				continue
+			}
+			errs = append(errs, pathErr("lstat", sp, err))
+			continue
+		}
+		want := attrs{mode: st.Mode & 0o7777, hasMode: true, uid: uid, gid: gid}
+		var c bool
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			c, err = a.dir(dp, want)
+			if err == nil && (a.apply || !c) {
+				var cc bool
+				cc, err = a.treeDir(sp, dp, uid, gid, purge)
+				c = c || cc
+			}
+		case unix.S_IFREG:
+			c, err = a.file(dp, fileSource(sp), want)
+		case unix.S_IFLNK:
+			c, err = a.link(sp, dp)
+		default:
+			a.log.Debug("special file in the source not copied", "path", sp)
+			delete(keep, e.Name())
+			continue
+		}
+		changed = changed || c
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if purge {
+		have, err := os.ReadDir(dst)
+		if err != nil && !(errors.Is(err, os.ErrNotExist) && !a.apply) {
+			errs = append(errs, err)
+		}
+		for _, e := range have {
+			if keep[e.Name()] {
+				continue
+			}
+			changed = true
+			if !a.apply {
+				continue
+			}
+			p := filepath.Join(dst, e.Name())
+			if err := os.RemoveAll(p); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			a.log.Info("purged: not in the source", "path", p)
+		}
+	}
+	return changed, errors.Join(errs...)
+}
+
+// link makes dst a symbolic link like src.
+func (a *applier) link(src, dst string) (bool, error) {
+	target, err := os.Readlink(src)
+	if err != nil {
+		return false, fmt.Errorf("source: %w", err)
+	}
+	var st unix.Stat_t
+	replaceDir := false
+	switch err := unix.Lstat(dst, &st); {
+	case errors.Is(err, unix.ENOENT):
+	case err != nil:
+		return false, pathErr("lstat", dst, err)
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		if have, err := os.Readlink(dst); err == nil && have == target {
+			return false, nil
+		}
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		if !a.force {
+			return false, fmt.Errorf("%s is a directory, the source has a symbolic link: %w", dst, ErrInTheWay)
+		}
+		replaceDir = true
+	}
+	if !a.apply {
+		return true, nil
+	}
+	tmp := tempName(dst)
+	_ = unix.Unlink(tmp)
+	if err := unix.Symlink(target, tmp); err != nil {
+		return false, pathErr("symlink", tmp, err)
+	}
+	if replaceDir {
+		if err := os.RemoveAll(dst); err != nil {
+			_ = unix.Unlink(tmp)
+			return false, err
+		}
+	}
+	if err := unix.Rename(tmp, dst); err != nil {
+		_ = unix.Unlink(tmp)
+		return false, pathErr("rename", dst, err)
+	}
+	a.log.Info("symbolic link set", "path", dst, "target", target)
+	return true, syncDir(filepath.Dir(dst))
+}
