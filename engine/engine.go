@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mgmtconfig/mgmt/pgraph"
@@ -39,7 +40,7 @@ type Engine struct {
 	nodes     map[string]*node // by key: String() and Hash
 	order     []*node          // topological order
 	converged int              // nodes whose convergedLocked is true
-	wasConv   map[*node]bool
+	gaveUp    int              // nodes that failed with no retries left
 	busy      int
 	quiet     bool // converged, or nothing more can happen: the converged clock runs
 	quietAt   time.Time
@@ -57,11 +58,10 @@ func New(cfg Config) *Engine {
 		cfg.StopTimeout = 2 * time.Second
 	}
 	return &Engine{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		nodes:   map[string]*node{},
-		wasConv: map[*node]bool{},
-		wake:    make(chan struct{}, 1),
+		cfg:   cfg,
+		log:   cfg.Logger,
+		nodes: map[string]*node{},
+		wake:  make(chan struct{}, 1),
 	}
 }
 
@@ -172,8 +172,8 @@ func (e *Engine) quietLocked() bool {
 	if e.converged == len(e.nodes) {
 		return true
 	}
-	if e.busy > 0 {
-		return false
+	if e.busy > 0 || e.gaveUp == 0 {
+		return false // with nothing given up, every vertex not converged has work ahead
 	}
 	settled := make(map[*node]bool, len(e.order))
 	for _, n := range e.order {
@@ -204,13 +204,20 @@ func (e *Engine) quietLocked() bool {
 // changedLocked updates the converged count after n's state changed and
 // wakes the tracker.
 func (e *Engine) changedLocked(n *node) {
-	c := n.convergedLocked()
-	if c != e.wasConv[n] {
-		e.wasConv[n] = c
+	if c := n.convergedLocked(); c != n.countedConv {
+		n.countedConv = c
 		if c {
 			e.converged++
 		} else {
 			e.converged--
+		}
+	}
+	if n.gaveUp != n.countedGaveUp {
+		n.countedGaveUp = n.gaveUp
+		if n.gaveUp {
+			e.gaveUp++
+		} else {
+			e.gaveUp--
 		}
 	}
 	select {
@@ -266,7 +273,12 @@ func (e *Engine) Swap(g *pgraph.Graph) {
 	for _, n := range removed {
 		e.gone = append(e.gone, n.resultLocked())
 		delete(e.nodes, key(n.v))
-		delete(e.wasConv, n)
+		if n.countedConv {
+			e.converged--
+		}
+		if n.countedGaveUp {
+			e.gaveUp--
+		}
 	}
 	var added []*node
 	byVertex := make(map[pgraph.Vertex]*node, len(want))
@@ -328,14 +340,23 @@ func (e *Engine) newNode(v *Vertex) *node {
 }
 
 // start starts n's goroutines: one runs Init and then Watch, the other
-// runs check-and-apply whenever the vertex is poked. A third closes the
-// resource once both have returned.
+// runs check-and-apply whenever the vertex is poked. The last of the two to
+// return closes the resource.
 func (e *Engine) start(ctx context.Context, n *node) {
 	ctx, n.cancel = context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(2)
+	var left atomic.Int32 // goroutines still running; the last one closes
+	left.Store(2)
+	finish := func() {
+		if left.Add(-1) > 0 {
+			return
+		}
+		if err := safeCall("Close", n.v.Res.Close); err != nil {
+			n.log.Warn("close failed", "err", err)
+		}
+		close(n.done)
+	}
 	go func() {
-		defer wg.Done()
+		defer finish()
 		if err := e.init(n); err != nil {
 			e.mu.Lock()
 			n.failForGoodLocked(err)
@@ -346,7 +367,7 @@ func (e *Engine) start(ctx context.Context, n *node) {
 		e.watch(ctx, n)
 	}()
 	go func() {
-		defer wg.Done()
+		defer finish()
 		for {
 			select {
 			case <-ctx.Done():
@@ -355,13 +376,6 @@ func (e *Engine) start(ctx context.Context, n *node) {
 				e.process(ctx, n)
 			}
 		}
-	}()
-	go func() {
-		wg.Wait()
-		if err := safeCall("Close", n.v.Res.Close); err != nil {
-			n.log.Warn("close failed", "err", err)
-		}
-		close(n.done)
 	}()
 }
 

@@ -43,6 +43,8 @@ type node struct {
 	gaveUp   bool // failed with no retries left; waits for a new event
 	lastErr  error
 	stats    Stats
+	// what the engine's counters include; changedLocked keeps them true
+	countedConv, countedGaveUp bool
 }
 
 // Stats is what a vertex did during the run.
