@@ -208,3 +208,48 @@ func (c *cgroup) remove() error {
 	}
 	return nil
 }
+
+// execCgroup is the cgroup of one command run in a host (below the host's
+// own): killing it kills nsenter and everything the command started.
+type execCgroup struct {
+	path string
+	dir  *os.File
+}
+
+func (h *Host) newExecCgroup() (*execCgroup, error) {
+	if h.cg.fd() < 0 {
+		return nil, ErrNotRunning
+	}
+	p := filepath.Join(h.cg.path, fmt.Sprintf("testhost-exec-%d", h.execSeq.Add(1)))
+	if err := os.Mkdir(p, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		unix.Rmdir(p)
+		return nil, err
+	}
+	return &execCgroup{path: p, dir: f}, nil
+}
+
+func (e *execCgroup) kill() error {
+	return os.WriteFile(filepath.Join(e.path, "cgroup.kill"), []byte("1"), 0)
+}
+
+// release kills what is left in the cgroup and removes it. nil is a no-op.
+func (e *execCgroup) release() {
+	if e == nil {
+		return
+	}
+	e.dir.Close()
+	deadline := time.Now().Add(cgroupEmptyTimeout)
+	if populated(e.path) {
+		e.kill()
+		for populated(e.path) && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	for unix.Rmdir(e.path) == unix.EBUSY && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+}

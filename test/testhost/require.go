@@ -105,12 +105,20 @@ func RequireTools(tb testing.TB, tools ...string) {
 			miss = append(miss, "the "+t+" command (test/setup-deps.sh installs it)")
 		}
 	}
+	skipOrFail(tb, miss)
+}
+
+// skipOrFail skips the test when something is missing, or fails it when
+// MGMT_REQUIRE_TESTHOSTS=1.
+func skipOrFail(tb testing.TB, miss []string) {
+	tb.Helper()
 	if len(miss) == 0 {
 		return
 	}
 	msg := "test hosts cannot run here: missing " + strings.Join(miss, ", ")
 	if os.Getenv(RequireEnv) == "1" {
 		tb.Fatalf("%s (%s=1)", msg, RequireEnv)
+		return
 	}
 	tb.Skip(msg)
 }

@@ -48,30 +48,52 @@ func (e *RunError) Error() string {
 func (e *RunError) Unwrap() error { return e.Err }
 
 // Command returns a command that runs argv inside the host: nsenter into all
-// its namespaces and its root, in the host's cgroup, with a small fixed
-// environment (append to Env to add to it). When ctx ends or the nsenter
-// process is killed, the command inside is SIGKILLed too.
+// its namespaces and its root, with a small fixed environment (append to Env
+// to add to it). It runs in a cgroup of its own below the host's; when ctx
+// ends, every process in that cgroup is killed, inside the host too.
 func (h *Host) Command(ctx context.Context, argv ...string) *exec.Cmd {
-	args := []string{
-		"-t", strconv.Itoa(h.pid), "-m", "-u", "-i", "-n", "-p", "-C", "-r", "-w", "--",
-		"setpriv", "--pdeathsig", "KILL", "--",
-	}
-	cmd := exec.CommandContext(ctx, "nsenter", append(args, argv...)...)
-	cmd.Env = append([]string(nil), hostEnv...)
-	cmd.WaitDelay = 5 * time.Second
-	if fd := h.cg.fd(); fd >= 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	cmd, ecg := h.command(ctx, argv)
+	if ecg != nil {
+		h.mu.Lock()
+		h.execs = append(h.execs, ecg) // released by Stop
+		h.mu.Unlock()
 	}
 	return cmd
 }
 
+func (h *Host) command(ctx context.Context, argv []string) (*exec.Cmd, *execCgroup) {
+	args := []string{"-t", strconv.Itoa(h.pid), "-m", "-u", "-i", "-n", "-p", "-C", "-r", "-w", "--"}
+	cmd := exec.CommandContext(ctx, "nsenter", append(args, argv...)...)
+	cmd.Env = append([]string(nil), hostEnv...)
+	cmd.WaitDelay = 5 * time.Second
+	ecg, err := h.newExecCgroup()
+	if err != nil {
+		// Start fails on the nsenter of a host that is gone; say why.
+		h.logger.Debug("no cgroup for command", "err", err)
+		return cmd, nil
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(ecg.dir.Fd())}
+	// nsenter forks the command into the host's pid namespace and does not
+	// pass signals on: kill the whole cgroup, nsenter and command alike.
+	cmd.Cancel = func() error {
+		if err := ecg.kill(); err != nil {
+			return cmd.Process.Kill()
+		}
+		return nil
+	}
+	return cmd, ecg
+}
+
 // Run runs argv inside the host and returns its standard output. A failure
-// is a *RunError carrying its standard error.
+// is a *RunError carrying its standard error. Processes the command leaves
+// behind in its cgroup are killed when it exits (systemd units it starts
+// live in the host's own cgroups and are not affected).
 func (h *Host) Run(ctx context.Context, argv ...string) ([]byte, error) {
 	if !h.running() {
 		return nil, ErrNotRunning
 	}
-	cmd := h.Command(ctx, argv...)
+	cmd, ecg := h.command(ctx, argv)
+	defer ecg.release()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -100,13 +122,16 @@ func (h *Host) Spawn(ctx context.Context, argv ...string) (*Proc, error) {
 		return nil, ErrNotRunning
 	}
 	p := &Proc{out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = h.Command(ctx, argv...)
+	var ecg *execCgroup
+	p.cmd, ecg = h.command(ctx, argv)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
+		ecg.release()
 		return nil, fmt.Errorf("testhost: %s: starting %s: %w", h.name, strings.Join(argv, " "), err)
 	}
 	go func() {
 		p.err = p.cmd.Wait()
+		ecg.release()
 		close(p.done)
 	}()
 	// nsenter forks the command into the host's pid namespace; find it.
@@ -143,7 +168,7 @@ func (p *Proc) Wait() error {
 func (p *Proc) Output() string { return p.out.String() }
 
 // Stop sends SIGTERM to the command, waits up to timeout for it to exit,
-// then kills it. It returns the command's exit error, nil if it was
+// then kills it and all it started. It returns the command's exit error, nil if it was
 // stopped by the signal.
 func (p *Proc) Stop(timeout time.Duration) error {
 	select {
@@ -159,7 +184,7 @@ func (p *Proc) Stop(timeout time.Duration) error {
 	select {
 	case <-p.done:
 	case <-time.After(timeout):
-		p.cmd.Process.Kill() // nsenter; setpriv's pdeathsig kills the command
+		p.cmd.Cancel()
 		<-p.done
 	}
 	var ee *exec.ExitError

@@ -86,6 +86,10 @@ type Host struct {
 	exited chan struct{} // closed when PID 1 (and so its whole pid namespace) is gone
 	ready  atomic.Bool
 
+	execSeq atomic.Int64
+	mu      sync.Mutex    // guards execs
+	execs   []*execCgroup // of commands made by Command, released by Stop
+
 	stopOnce sync.Once
 	stopErr  error
 	stopDur  time.Duration
@@ -377,6 +381,12 @@ func (h *Host) stop() error {
 		}
 	}
 	h.stopDur = time.Since(t0)
+	h.mu.Lock()
+	for _, e := range h.execs {
+		e.dir.Close()
+	}
+	h.execs = nil
+	h.mu.Unlock()
 	if err := h.cg.remove(); err != nil {
 		errs = append(errs, err)
 	}
