@@ -195,4 +195,3 @@ func TestTenThousandFilesOneInotify(t *testing.T) {
 		t.Errorf("after the end: the kernel holds %d watches, fswatch counts %d", watches, w.Watches())
 	}
 }
-
