@@ -58,7 +58,7 @@ func TestWatchCmdDrivesRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
+	t.Cleanup(func() { w.Close() }) // after the loop's own cleanup: EOF would end the watchcmd
 	count := filepath.Join(dir, "count")
 	x := &Exec{Shell: "/bin/sh", Cmd: "echo run >> " + count, WatchCmd: "cat " + fifo}
 	if err := x.Validate(); err != nil {

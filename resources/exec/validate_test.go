@@ -124,3 +124,29 @@ group: nogroup
 		t.Fatal("a misspelled field decoded without error")
 	}
 }
+
+// What Validate accepts, the run can build: argv for every command and the
+// identity to run as.
+func FuzzValidate(f *testing.F) {
+	f.Add("sleep 10s", "", "", "", 0.0, "", "")
+	f.Add("echo a | wc", "/bin/sh", "test -d /tmp", "", 5.0, "/tmp", "nobody")
+	f.Add("true", "", "false", "/bin/sh -e", 0.5, "/", "65534")
+	f.Add("echo 'x", "", "", "", -1.0, "rel", "no-such-user")
+	f.Fuzz(func(t *testing.T, cmd, shell, ifcmd, ifshell string, timeout float64, cwd, usr string) {
+		x := &Exec{Cmd: cmd, Shell: shell, IfCmd: ifcmd, IfShell: ifshell, Timeout: timeout, Cwd: cwd, User: usr}
+		if x.Validate() != nil {
+			return
+		}
+		if _, err := x.proc(x.Cmd, x.Shell, x.Timeout); err != nil {
+			t.Fatalf("valid %+v, but cmd cannot be built: %v", x, err)
+		}
+		if x.IfCmd != "" {
+			if _, err := x.proc(x.IfCmd, x.IfShell, x.Timeout); err != nil {
+				t.Fatalf("valid %+v, but ifcmd cannot be built: %v", x, err)
+			}
+		}
+		if d := seconds(x.Timeout); d < 0 {
+			t.Fatalf("valid timeout %v gives a negative duration", x.Timeout)
+		}
+	})
+}
