@@ -128,6 +128,9 @@ func (r *File) parse() (*spec, error) {
 	if r.Purge && !r.Recurse {
 		bad("purge: needs recurse: true and a source directory: it removes what the source does not have")
 	}
+	if s.path == "/" && (s.absent || r.Purge || r.Force) {
+		bad("path: / cannot be removed, purged or forced: want a directory below it")
+	}
 
 	if r.Mode != "" {
 		m, err := parseMode(r.Mode)
@@ -215,6 +218,14 @@ func (r *File) spec() (*spec, error) {
 		}
 	}
 	return r.s, nil
+}
+
+// SetName makes an absolute resource name the path when no path is given,
+// as the original mgmt did (name: /etc/motd).
+func (r *File) SetName(name string) {
+	if r.Path == "" && filepath.IsAbs(name) {
+		r.Path = name
+	}
 }
 
 // Init keeps the logger.

@@ -529,6 +529,9 @@ func TestValidate(t *testing.T) {
 		{File{Path: "/etc/motd", Mode: "17777"}, `mode: "17777" is invalid: want 3 or 4 octal digits, e.g. "0644" or "2775"`},
 		{File{Path: "/etc/motd", Owner: "no-such-user-here"}, `owner: "no-such-user-here": unknown on this host: want a user name known on this host or a numeric uid`},
 		{File{Path: "/etc/motd", Group: "no-such-group-here"}, `group: "no-such-group-here": unknown on this host: want a group name known on this host or a numeric gid`},
+		{File{Path: "/", State: StateAbsent, Force: true}, "path: / cannot be removed, purged or forced: want a directory below it"},
+		{File{Path: "/", Source: "/srv", Recurse: true, Purge: true}, "path: / cannot be removed, purged or forced: want a directory below it"},
+		{File{Path: "/", Mode: "0755"}, ""},
 		{File{Path: "motd", State: "gone", Mode: "8"}, `path: "motd" is relative: want an absolute path, e.g. /etc/motd` + "\n" +
 			`state: "gone" is invalid: want exists (the default) or absent` + "\n" +
 			`mode: "8" is invalid: want 3 or 4 octal digits, e.g. "0644" or "2775"`},
@@ -546,6 +549,20 @@ func TestValidate(t *testing.T) {
 	var f File
 	if _, err := f.CheckApply(context.Background(), false); err == nil {
 		t.Error("CheckApply of an invalid file did not fail")
+	}
+}
+
+func TestSetName(t *testing.T) {
+	for _, tt := range []struct{ path, name, want string }{
+		{"", "/etc/motd", "/etc/motd"},
+		{"/etc/issue", "/etc/motd", "/etc/issue"},
+		{"", "motd", ""},
+	} {
+		r := &File{Path: tt.path}
+		r.SetName(tt.name)
+		if r.Path != tt.want {
+			t.Errorf("path %q, SetName(%q): path %q, want %q", tt.path, tt.name, r.Path, tt.want)
+		}
 	}
 }
 
