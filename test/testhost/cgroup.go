@@ -166,6 +166,11 @@ func removeTree(path string) error {
 
 const cgroupEmptyTimeout = 10 * time.Second
 
+// kill SIGKILLs every process in the cgroup's subtree.
+func (c *cgroup) kill() error {
+	return os.WriteFile(filepath.Join(c.path, "cgroup.kill"), []byte("1"), 0)
+}
+
 // remove kills whatever still runs in the cgroup (there should be nothing
 // once PID 1 has exited: the kernel kills a pid namespace with its init),
 // waits until it is empty and removes it. It is idempotent.
@@ -184,7 +189,7 @@ func (c *cgroup) remove() error {
 	for populated(c.path) {
 		if !killed {
 			// cgroup.kill (Linux 5.14) SIGKILLs every process in the subtree.
-			if err := os.WriteFile(filepath.Join(c.path, "cgroup.kill"), []byte("1"), 0); err != nil {
+			if err := c.kill(); err != nil {
 				return fmt.Errorf("testhost: cgroup %s still has processes %v and cgroup.kill failed: %w", c.path, procsIn(c.path), err)
 			}
 			killed = true
@@ -214,6 +219,7 @@ func (c *cgroup) remove() error {
 type execCgroup struct {
 	path string
 	dir  *os.File
+	h    *Host
 }
 
 func (h *Host) newExecCgroup() (*execCgroup, error) {
@@ -229,10 +235,38 @@ func (h *Host) newExecCgroup() (*execCgroup, error) {
 		unix.Rmdir(p)
 		return nil, err
 	}
-	return &execCgroup{path: p, dir: f}, nil
+	e := &execCgroup{path: p, dir: f, h: h}
+	h.mu.Lock()
+	h.execs[e] = struct{}{}
+	h.mu.Unlock()
+	return e, nil
 }
 
+// kill kills the command first, then, if need be, its nsenter. nsenter
+// lives outside the host's pid namespace and reaps the command when it
+// dies; killed first, it would orphan the command to the real machine's
+// init, which may leave it a zombie that keeps the host's pid namespace
+// from ever finishing its exit.
 func (e *execCgroup) kill() error {
+	self, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return err
+	}
+	for _, pid := range procsIn(e.path) {
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err == nil && ns != self {
+			if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+				unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+				unix.Close(fd)
+			}
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for populated(e.path) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if !populated(e.path) {
+		return nil
+	}
 	return os.WriteFile(filepath.Join(e.path, "cgroup.kill"), []byte("1"), 0)
 }
 
@@ -241,6 +275,9 @@ func (e *execCgroup) release() {
 	if e == nil {
 		return
 	}
+	e.h.mu.Lock()
+	delete(e.h.execs, e)
+	e.h.mu.Unlock()
 	e.dir.Close()
 	deadline := time.Now().Add(cgroupEmptyTimeout)
 	if populated(e.path) {

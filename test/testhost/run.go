@@ -52,12 +52,7 @@ func (e *RunError) Unwrap() error { return e.Err }
 // to add to it). It runs in a cgroup of its own below the host's; when ctx
 // ends, every process in that cgroup is killed, inside the host too.
 func (h *Host) Command(ctx context.Context, argv ...string) *exec.Cmd {
-	cmd, ecg := h.command(ctx, argv)
-	if ecg != nil {
-		h.mu.Lock()
-		h.execs = append(h.execs, ecg) // released by Stop
-		h.mu.Unlock()
-	}
+	cmd, _ := h.command(ctx, argv) // its cgroup is released by Stop
 	return cmd
 }
 

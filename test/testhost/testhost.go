@@ -87,8 +87,8 @@ type Host struct {
 	ready  atomic.Bool
 
 	execSeq atomic.Int64
-	mu      sync.Mutex    // guards execs
-	execs   []*execCgroup // of commands made by Command, released by Stop
+	mu      sync.Mutex                // guards execs
+	execs   map[*execCgroup]struct{} // of commands not yet released
 
 	stopOnce sync.Once
 	stopErr  error
@@ -125,6 +125,7 @@ func Start(ctx context.Context, opts Options) (h *Host, err error) {
 		logger:  opts.Logger.With("host", opts.Name),
 		exited:  make(chan struct{}),
 		started: time.Now(),
+		execs:   map[*execCgroup]struct{}{},
 	}
 	if err := h.boot(ctx, opts, seq); err != nil {
 		return nil, err
@@ -362,6 +363,21 @@ const (
 func (h *Host) stop() error {
 	var errs []error
 	t0 := time.Now()
+	// Commands run from outside first: their nsenter, outside the host's
+	// pid namespace, would otherwise stop itself when systemd's shutdown
+	// SIGSTOPs their command, and never reap it.
+	h.mu.Lock()
+	execs := make([]*execCgroup, 0, len(h.execs))
+	for e := range h.execs {
+		execs = append(execs, e)
+	}
+	h.mu.Unlock()
+	for _, e := range execs {
+		e.kill()
+	}
+	for _, e := range execs {
+		e.release()
+	}
 	if h.running() {
 		if err := h.proc.Signal(sigHalt); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			errs = append(errs, fmt.Errorf("testhost: halting %s: %w", h.name, err))
@@ -369,9 +385,10 @@ func (h *Host) stop() error {
 		select {
 		case <-h.exited:
 		case <-time.After(haltTimeout):
-			h.logger.Warn("halt timed out, killing PID 1", "pid", h.pid)
-			if err := h.proc.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-				errs = append(errs, fmt.Errorf("testhost: killing %s: %w", h.name, err))
+			// SIGKILL to everything in the host's cgroup, PID 1 included.
+			h.logger.Warn("halt timed out, killing the host", "pid", h.pid)
+			if err := h.cg.kill(); err != nil {
+				h.proc.Kill()
 			}
 			select {
 			case <-h.exited:
@@ -381,12 +398,6 @@ func (h *Host) stop() error {
 		}
 	}
 	h.stopDur = time.Since(t0)
-	h.mu.Lock()
-	for _, e := range h.execs {
-		e.dir.Close()
-	}
-	h.execs = nil
-	h.mu.Unlock()
 	if err := h.cg.remove(); err != nil {
 		errs = append(errs, err)
 	}
