@@ -87,7 +87,7 @@ type Host struct {
 	ready  atomic.Bool
 
 	execSeq atomic.Int64
-	mu      sync.Mutex                // guards execs
+	mu      sync.Mutex               // guards execs
 	execs   map[*execCgroup]struct{} // of commands not yet released
 
 	stopOnce sync.Once
