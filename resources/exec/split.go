@@ -35,14 +35,15 @@ func (e *SplitError) Error() string {
 func (e *SplitError) Unwrap() error { return e.Err }
 
 // SplitArgs splits a command line into argv the way a POSIX shell splits a
-// simple command, without running a shell: blanks separate words, single
-// quotes keep everything literal, double quotes keep everything literal but
-// \" \\ \$ \` and backslash-newline, and a backslash outside quotes escapes
-// the next character (backslash-newline joins lines). Nothing is expanded:
-// globs, ~ and # are plain characters. The characters a shell would act on
-// instead (| & ; < > ( ) outside quotes, $ and ` outside single quotes) are
-// refused with ErrShellSyntax, so that a command written for a shell fails
-// validation instead of running with the wrong arguments.
+// simple command, without running a shell: blanks separate words (newlines
+// only around the command, not inside it), single quotes keep everything
+// literal, double quotes keep everything literal but \" \\ \$ \` and
+// backslash-newline, and a backslash outside quotes escapes the next
+// character (backslash-newline joins lines). Nothing is expanded: globs, ~
+// and # are plain characters. What a shell would act on instead (| & ; < >
+// ( ) and a newline between words outside quotes, $ and ` outside single
+// quotes) is refused with ErrShellSyntax, so that a command written for a
+// shell fails validation instead of running with the wrong arguments.
 func SplitArgs(s string) ([]string, error) {
 	var (
 		args   []string
@@ -61,7 +62,14 @@ func SplitArgs(s string) ([]string, error) {
 		switch c {
 		case 0:
 			return nil, &SplitError{Offset: i, Err: ErrNUL}
-		case ' ', '\t', '\n', '\r':
+		case '\n':
+			// A shell runs the lines of a script one after the other: a
+			// newline between words needs a shell, as ';' does.
+			if (inWord || len(args) > 0) && strings.TrimLeft(s[i+1:], " \t\r\n") != "" {
+				return nil, &SplitError{Offset: i, Char: "\n", Err: ErrShellSyntax}
+			}
+			end()
+		case ' ', '\t', '\r':
 			end()
 		case '\\':
 			if i+1 == len(s) {

@@ -40,7 +40,8 @@ func TestSplitArgs(t *testing.T) {
 		{"echo a\\\nb", []string{"echo", "ab"}},                       // backslash-newline joins
 		{"echo \"a\\\nb\"", []string{"echo", "ab"}},                   // also inside double quotes
 		{"echo 'a\nb'", []string{"echo", "a\nb"}},                     // newline kept in single quotes
-		{"echo a\nb", []string{"echo", "a", "b"}},                     // a bare newline is a blank
+		{"echo a\n", []string{"echo", "a"}},                           // YAML's "cmd: |" ends in a newline
+		{"\n\techo a \n\n  ", []string{"echo", "a"}},                  // blank lines around the command
 		{`find . -name *.go`, []string{"find", ".", "-name", "*.go"}}, // no globbing
 		{`echo ~ #x a=b`, []string{"echo", "~", "#x", "a=b"}},         // no expansion, no comment
 		{`find . \( -name a \)`, []string{"find", ".", "(", "-name", "a", ")"}},
@@ -81,6 +82,7 @@ func TestSplitArgsErrors(t *testing.T) {
 		{`true && false`, ErrShellSyntax, 5, `"&" at offset 5 needs a shell: quote or escape it, or set shell (e.g. shell: /bin/sh)`},
 		{`sleep 1 &`, ErrShellSyntax, 8, `"&" at offset 8 needs a shell: quote or escape it, or set shell (e.g. shell: /bin/sh)`},
 		{`(cd /)`, ErrShellSyntax, 0, `"(" at offset 0 needs a shell: quote or escape it, or set shell (e.g. shell: /bin/sh)`},
+		{"mkdir -p /x\ntouch /x/y", ErrShellSyntax, 11, `"\n" at offset 11 needs a shell: quote or escape it, or set shell (e.g. shell: /bin/sh)`},
 		{`echo $HOME`, ErrShellSyntax, 5, `"$" at offset 5 needs a shell: quote or escape it, or set shell (e.g. shell: /bin/sh)`},
 		{`echo "$HOME"`, ErrShellSyntax, 6, `"$" at offset 6 needs a shell: quote or escape it, or set shell (e.g. shell: /bin/sh)`},
 		{"echo `date`", ErrShellSyntax, 5, "\"`\" at offset 5 needs a shell: quote or escape it, or set shell (e.g. shell: /bin/sh)"},
