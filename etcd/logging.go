@@ -1,0 +1,73 @@
+package etcd
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// zapLogger returns a zap logger for etcd's server and client that forwards
+// entries at warn level and above to l, or discards everything if l is nil.
+// etcd logs every step of its life at info level; an agent only wants to hear
+// about trouble.
+func zapLogger(l *slog.Logger) *zap.Logger {
+	if l == nil {
+		return zap.NewNop()
+	}
+	return zap.New(&slogCore{l: l})
+}
+
+// slogCore is a zapcore.Core that writes to a slog.Logger.
+type slogCore struct {
+	l      *slog.Logger
+	fields []zapcore.Field
+}
+
+func (c *slogCore) Enabled(lvl zapcore.Level) bool { return lvl >= zapcore.WarnLevel }
+
+func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
+	all := make([]zapcore.Field, 0, len(c.fields)+len(fields))
+	all = append(all, c.fields...)
+	all = append(all, fields...)
+	return &slogCore{l: c.l, fields: all}
+}
+
+func (c *slogCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(ent.Level) {
+		return ce.AddCore(ent, c)
+	}
+	return ce
+}
+
+func (c *slogCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range c.fields {
+		f.AddTo(enc)
+	}
+	for _, f := range fields {
+		f.AddTo(enc)
+	}
+	keys := make([]string, 0, len(enc.Fields))
+	for k := range enc.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	attrs := make([]slog.Attr, 0, len(keys)+1)
+	if ent.LoggerName != "" {
+		attrs = append(attrs, slog.String("logger", ent.LoggerName))
+	}
+	for _, k := range keys {
+		attrs = append(attrs, slog.Any(k, enc.Fields[k]))
+	}
+	lvl := slog.LevelWarn
+	if ent.Level > zapcore.WarnLevel {
+		lvl = slog.LevelError
+	}
+	c.l.LogAttrs(context.Background(), lvl, ent.Message, attrs...)
+	return nil
+}
+
+func (c *slogCore) Sync() error { return nil }
