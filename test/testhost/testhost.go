@@ -189,7 +189,11 @@ func (h *Host) boot(ctx context.Context, opts Options, seq int64) (err error) {
 	}
 	defer bootLog.Close() // the child holds its own copy
 
-	h.cg, err = newCgroup(fmt.Sprintf("%d-%d", os.Getpid(), seq))
+	cgName := fmt.Sprintf("%d-%d", os.Getpid(), seq)
+	if opts.Detach {
+		cgName = "detached-" + opts.Name
+	}
+	h.cg, err = newCgroup(cgName)
 	if err != nil {
 		return err
 	}
@@ -297,6 +301,9 @@ func (h *Host) boot(ctx context.Context, opts Options, seq int64) (err error) {
 	}
 	if _, err := io.WriteString(ctlW, "boot\n"); err != nil {
 		return fmt.Errorf("testhost: releasing PID 1: %w", err)
+	}
+	if err := h.writeState(); err != nil {
+		return err
 	}
 	h.logger.Debug("isolation verified, systemd exec'd", "pid", h.pid, "after", time.Since(h.started).Round(time.Millisecond))
 	return nil
