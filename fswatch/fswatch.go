@@ -405,8 +405,7 @@ func (w *Watcher) event(ev fsnotify.Event) []func() {
 	if ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
 		w.invalidateLocked(name)
 	}
-	var fire []*sub
-	rearm := map[*sub]struct{}{}
+	var fire, rearm []*sub
 	if n := w.interest[name]; n != nil {
 		for s := range n.exact {
 			fire = append(fire, s)
@@ -414,32 +413,38 @@ func (w *Watcher) event(ev fsnotify.Event) []func() {
 		if ev.Op&structural != 0 {
 			for s := range n.above {
 				fire = append(fire, s)
-				rearm[s] = struct{}{}
+				rearm = append(rearm, s)
 			}
 		}
 	}
 	if w.trees > 0 {
-		isDir := false
-		if ev.Op&fsnotify.Create != 0 {
-			fi, err := os.Lstat(name)
-			isDir = err == nil && fi.IsDir()
-		}
-		_, known := w.dirs[name]
+		var trees []*sub
 		for p := name; ; p = filepath.Dir(p) {
 			if n := w.interest[p]; n != nil {
 				for s := range n.tree {
-					fire = append(fire, s)
-					if isDir || (known && ev.Op&structural != 0) {
-						rearm[s] = struct{}{}
-					}
+					trees = append(trees, s)
 				}
 			}
 			if p == "/" {
 				break
 			}
 		}
+		if len(trees) > 0 {
+			fire = append(fire, trees...)
+			// A directory created, removed or renamed inside a tree
+			// changes the watches it needs.
+			_, known := w.dirs[name]
+			changed := known && ev.Op&structural != 0
+			if !changed && ev.Op&fsnotify.Create != 0 {
+				fi, err := os.Lstat(name)
+				changed = err == nil && fi.IsDir()
+			}
+			if changed {
+				rearm = append(rearm, trees...)
+			}
+		}
 	}
-	for s := range rearm {
+	for _, s := range rearm {
 		w.armLocked(s)
 	}
 	fns := make([]func(), len(fire))

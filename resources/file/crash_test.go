@@ -38,10 +38,14 @@ func generation(w io.Writer, g byte) error {
 	return bw.Flush()
 }
 
+var blankBlocks = map[byte][]byte{'A': bytes.Repeat([]byte{'A'}, crashBlock), 'B': bytes.Repeat([]byte{'B'}, crashBlock)}
+
 func fillBlock(b []byte, g byte, i int) {
-	for j := range b {
-		b[j] = g
+	blank, ok := blankBlocks[g]
+	if !ok {
+		blank = bytes.Repeat([]byte{g}, crashBlock)
 	}
+	copy(b, blank)
 	copy(b, fmt.Sprintf("generation %c block %08d\n", g, i))
 }
 
