@@ -1,7 +1,7 @@
 #!/bin/bash
 # setup-deps.sh installs, on a Debian 12 machine, what the test hosts of
 # test/testhost need (systemd, D-Bus, PackageKit with its apt backend, polkit,
-# util-linux, iproute2, ping, dpkg-dev). It is idempotent: it installs only
+# util-linux, iproute2, ping, dpkg-dev), and Graphviz for the DOT test. It is idempotent: it installs only
 # the packages that are missing, and runs `apt-get update` once, only then.
 # Run it as root before `go test ./...` on a fresh machine (CI does).
 set -euo pipefail
@@ -18,6 +18,7 @@ PKGS=(
 	iproute2         # ip netns, veth, bridge for multi-host tests
 	iputils-ping     # ping between hosts on a test bridge
 	dpkg-dev         # dpkg-scanpackages, to index the local test repository
+	graphviz         # dot, for pgraph's DOT test (make deps runs this script)
 )
 
 if [ "$(id -u)" != 0 ]; then

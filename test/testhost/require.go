@@ -90,6 +90,7 @@ func probeClone() error {
 
 // Require skips the test, naming what is missing, when this machine cannot
 // run test hosts; with MGMT_REQUIRE_TESTHOSTS=1 it fails the test instead.
+// With -short (unit tests only) it always skips.
 func Require(tb testing.TB) {
 	tb.Helper()
 	RequireTools(tb)
@@ -99,6 +100,9 @@ func Require(tb testing.TB) {
 // "pkcon", "ip"), looked up on the real machine, whose root the hosts share.
 func RequireTools(tb testing.TB, tools ...string) {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip("test hosts are not booted with -short")
+	}
 	miss := append([]string(nil), Missing()...)
 	for _, t := range tools {
 		if _, err := exec.LookPath(t); err != nil {

@@ -223,3 +223,23 @@ func GoBuild(tb testing.TB, pkg string) string {
 	}
 	return out
 }
+
+// MgmtPackage is the import path of the mgmt command.
+const MgmtPackage = "github.com/mgmtconfig/mgmt/cmd/mgmt"
+
+// InstallMgmt builds the mgmt command (GoBuild) and installs it in every
+// given host as /usr/local/bin/mgmt, the path it returns; start it with
+// Spawn, e.g. h.Spawn(ctx, path, "run", "--file", "/root/graph.yaml").
+func InstallMgmt(tb testing.TB, hosts ...*Host) string {
+	tb.Helper()
+	bin := GoBuild(tb, MgmtPackage)
+	var path string
+	for _, h := range hosts {
+		p, err := h.InstallBinary(bin, "mgmt")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		path = p
+	}
+	return path
+}
