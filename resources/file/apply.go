@@ -307,14 +307,6 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	case old != nil:
 		mode = old.Mode & 0o7777
 	}
-	if old != nil {
-		if uid < 0 && old.Uid != uint32(os.Getuid()) {
-			uid = int(old.Uid)
-		}
-		if gid < 0 && old.Gid != uint32(os.Getgid()) {
-			gid = int(old.Gid)
-		}
-	}
 	rc, _, err := src.open()
 	if err != nil {
 		return false, err
@@ -328,6 +320,9 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	}
 	h := sha256.New()
 	n, err := copyTo(fd, rc, h)
+	if err == nil {
+		uid, gid, err = ownerFor(fd, uid, gid, old)
+	}
 	if err == nil && (uid >= 0 || gid >= 0) {
 		err = wrap("chown", unix.Fchown(fd, uid, gid))
 	}
@@ -357,6 +352,25 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	}
 	a.log.Info("file written", "path", path, "why", why, "bytes", n, "sha256", shortSum(h), "mode", fmt.Sprintf("%04o", mode))
 	return true, nil
+}
+
+// ownerFor returns the owner to give the new file fd: the managed one, else
+// that of the file it replaces (old), -1 where fd already has it.
+func ownerFor(fd, uid, gid int, old *unix.Stat_t) (int, int, error) {
+	if old == nil || (uid >= 0 && gid >= 0) {
+		return uid, gid, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return -1, -1, wrap("stat", err)
+	}
+	if uid < 0 && old.Uid != st.Uid {
+		uid = int(old.Uid)
+	}
+	if gid < 0 && old.Gid != st.Gid {
+		gid = int(old.Gid)
+	}
+	return uid, gid, nil
 }
 
 func wrap(op string, err error) error {

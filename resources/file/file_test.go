@@ -356,6 +356,25 @@ func TestContentChangeKeepsUnmanagedModeAndOwner(t *testing.T) {
 	}
 }
 
+// In a setgid directory a new file takes the directory's group; a file
+// whose content is replaced keeps its own.
+func TestContentChangeInSetgidDirectoryKeepsGroup(t *testing.T) {
+	needRoot(t)
+	dir := filepath.Join(t.TempDir(), "shared")
+	must(t, os.Mkdir(dir, 0o755))
+	must(t, os.Chown(dir, 0, 50))
+	must(t, unix.Chmod(dir, 0o2775))
+	p := filepath.Join(dir, "f")
+	writeFile(t, p, "old")
+	must(t, os.Chown(p, 0, 0))
+	apply(t, &File{Path: p, Content: ptr("new")})
+	var st unix.Stat_t
+	must(t, unix.Stat(p, &st))
+	if st.Gid != 0 {
+		t.Errorf("group %d after the content changed, want 0 as before", st.Gid)
+	}
+}
+
 func TestSetuidSurvivesChown(t *testing.T) {
 	needRoot(t)
 	p := filepath.Join(t.TempDir(), "f")
