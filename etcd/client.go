@@ -34,8 +34,9 @@ type ClientConfig struct {
 	// DefaultNamespace); agents sharing a cluster but not their exports use
 	// different namespaces.
 	Namespace string
-	// Logger receives the etcd client's warnings and the exchange's own
-	// notes (a watch restarted); nil discards them.
+	// Logger receives the etcd client's warnings (at debug level) and
+	// errors (at warn level) and the exchange's own notes (a watch read
+	// again); nil discards them.
 	Logger *slog.Logger
 }
 

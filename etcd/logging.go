@@ -11,8 +11,10 @@ import (
 
 // zapLogger returns a zap logger for etcd's server and client that forwards
 // entries at warn level and above to l, or discards everything if l is nil.
-// etcd logs every step of its life at info level; an agent only wants to hear
-// about trouble.
+// etcd logs every step of its life at info level, and warns about routine
+// things (a peer stream closed at shutdown, tokens not signed): its warnings
+// become slog debug entries and its errors slog warnings, so that an agent
+// running at info level only hears about real trouble.
 func zapLogger(l *slog.Logger) *zap.Logger {
 	if l == nil {
 		return zap.NewNop()
@@ -62,9 +64,9 @@ func (c *slogCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
 	for _, k := range keys {
 		attrs = append(attrs, slog.Any(k, enc.Fields[k]))
 	}
-	lvl := slog.LevelWarn
+	lvl := slog.LevelDebug
 	if ent.Level > zapcore.WarnLevel {
-		lvl = slog.LevelError
+		lvl = slog.LevelWarn
 	}
 	c.l.LogAttrs(context.Background(), lvl, ent.Message, attrs...)
 	return nil

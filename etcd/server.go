@@ -75,7 +75,8 @@ type ServerConfig struct {
 	// default is 128).
 	MaxTxnOps uint
 
-	// Logger receives etcd's warnings and errors; nil discards them.
+	// Logger receives etcd's warnings (at debug level) and errors (at warn
+	// level); nil discards them.
 	Logger *slog.Logger
 }
 
