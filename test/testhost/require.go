@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -166,17 +165,7 @@ func (h *Host) logDiagnostics(tb testing.TB) {
 	tb.Logf("host %s journal (last lines):\n%s%s", h.name, out, h.consoleTail())
 }
 
-// TestLogger returns a slog.Logger that writes through tb.Log.
+// TestLogger returns a slog.Logger that writes to the test's output.
 func TestLogger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
-
-type tbWriter struct{ tb testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.tb.Helper()
-	w.tb.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-var _ io.Writer = tbWriter{}
