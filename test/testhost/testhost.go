@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -166,7 +167,8 @@ func (h *Host) boot(ctx context.Context, opts Options, seq int64) (err error) {
 
 	h.dir = opts.Dir
 	if h.dir == "" {
-		d, err := os.MkdirTemp("", "mgmt-testhost-")
+		sweepStateDirs()
+		d, err := os.MkdirTemp("", fmt.Sprintf("mgmt-testhost-%d-%d-", os.Getpid(), seq))
 		if err != nil {
 			return fmt.Errorf("testhost: state dir: %w", err)
 		}
@@ -415,6 +417,30 @@ func (h *Host) stop() error {
 	}
 	h.logger.Info("host stopped", "stop", h.stopDur.Round(time.Millisecond))
 	return errors.Join(errs...)
+}
+
+var staleStateDir = regexp.MustCompile(`^mgmt-testhost-([0-9]+)-[0-9]+-[0-9]+$`)
+
+// sweepStateDirs removes the state directories of hosts whose process died
+// without stopping them (a test binary killed at its timeout): the kernel
+// killed those hosts and their mounts with them, so what is left are plain
+// files and empty mount points.
+func sweepStateDirs() {
+	ents, err := os.ReadDir(os.TempDir())
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		m := staleStateDir.FindStringSubmatch(e.Name())
+		if m == nil || !e.IsDir() {
+			continue
+		}
+		pid, _ := strconv.Atoi(m[1])
+		if pid == os.Getpid() || unix.Kill(pid, 0) != unix.ESRCH {
+			continue
+		}
+		os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+	}
 }
 
 // spawner starts processes from one OS thread that never exits: Linux
