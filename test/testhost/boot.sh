@@ -4,13 +4,14 @@
 #
 # It runs as PID 1 of a new pid namespace, already in new mount (made
 # private by the harness), uts, ipc, cgroup and net namespaces, with the
-# host's root still visible. Nothing below writes to the host's filesystems:
-# every mount is made inside this private mount namespace, on directories
-# of the harness's own state dir, and every file is written into the
-# overlay, whose writable layer is a tmpfs that exists only here.
+# real machine's root still visible. Nothing below writes to the real
+# machine's filesystems: every mount is made inside this private mount
+# namespace, on directories of the harness's own state dir, and the few
+# files made here are on the fresh tmpfs mounts (the overlay's writable
+# layer, /dev), which exist only in this namespace.
 #
 # Environment (set by the harness):
-#   TH_DIR         state dir on the host (holds rw/, merged/, console.log)
+#   TH_DIR         state dir on the real machine (holds rw/, merged/, console.log)
 #   TH_TMPFS_SIZE  size of the tmpfs holding the overlay's writable layer
 #   TH_HOST_MNTNS  readlink of the harness's /proc/self/ns/mnt
 #   TH_LOGLEVEL    systemd's log level
