@@ -1,0 +1,201 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mgmtconfig/mgmt/pgraph"
+)
+
+// pathRes is a fake kind that owns a path and wants its nearest managed
+// ancestor directory before it, as the file kind does.
+type pathRes struct {
+	fake
+	path string
+}
+
+func (p *pathRes) UIDs() []UID { return []UID{{"file", p.path}} }
+func (p *pathRes) AutoEdges(context.Context) ([]AutoEdge, error) {
+	var uids []UID
+	dir := strings.TrimSuffix(p.path, "/")
+	for i := strings.LastIndex(dir, "/"); i > 0; i = strings.LastIndex(dir, "/") {
+		dir = dir[:i]
+		uids = append(uids, UID{"file", dir + "/"})
+	}
+	return []AutoEdge{{UIDs: uids}}, nil
+}
+
+// shipRes is a fake package: it comes before the paths it ships.
+type shipRes struct {
+	fake
+	ships []string
+	err   error
+}
+
+func (s *shipRes) AutoEdges(context.Context) ([]AutoEdge, error) {
+	var out []AutoEdge
+	for _, p := range s.ships {
+		out = append(out, AutoEdge{UIDs: []UID{{"file", p}}, Before: true})
+	}
+	return out, s.err
+}
+
+// groupRes is a fake groupable kind.
+type groupRes struct {
+	fake
+	key     string
+	members int
+}
+
+func (g *groupRes) GroupKey() string { return g.key }
+func (g *groupRes) Group(others []Res) (Res, error) {
+	return &groupRes{key: g.key, members: 1 + len(others)}, nil
+}
+
+func named(kind, name string, r Res) *Vertex {
+	return &Vertex{Kind: kind, Name: name, Meta: DefaultMeta(), Res: r, Hash: name}
+}
+
+func compile(t *testing.T, vs []*Vertex, edges ...EdgeDecl) *pgraph.Graph {
+	t.Helper()
+	g, err := Compile(context.Background(), &Decl{Name: "t", Vertices: vs, Edges: edges}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func TestAutoEdgesNearestAncestorOnly(t *testing.T) {
+	g := compile(t, []*Vertex{
+		named("file", "leaf", &pathRes{path: "/var/lib/foo/bar/baz"}),
+		named("file", "bar", &pathRes{path: "/var/lib/foo/bar/"}),
+		named("file", "lib", &pathRes{path: "/var/lib/"}),
+		named("file", "other", &pathRes{path: "/etc/x"}),
+	})
+	want := `Vertices(4):
+  file[bar]
+  file[leaf]
+  file[lib]
+  file[other]
+Edges(2):
+  file[bar] -> file[leaf]
+  file[lib] -> file[bar]
+`
+	if got := g.String(); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestAutoEdgesBeforeAndWarning(t *testing.T) {
+	g := compile(t, []*Vertex{
+		named("pkg", "p", &shipRes{ships: []string{"/etc/p.conf", "/usr/share/p/"}, err: fmt.Errorf("one package not found")}),
+		named("file", "conf", &pathRes{path: "/etc/p.conf"}),
+	})
+	if _, ok := g.Edge(g.Vertices()[0], g.Vertices()[1]); !ok {
+		t.Fatalf("no edge pkg[p] -> file[conf]:\n%s", g)
+	}
+}
+
+func TestAutoEdgeOff(t *testing.T) {
+	leaf := named("file", "leaf", &pathRes{path: "/a/b"})
+	leaf.Meta.AutoEdge = false
+	g := compile(t, []*Vertex{leaf, named("file", "a", &pathRes{path: "/a/"})})
+	if g.NumEdges() != 0 {
+		t.Fatalf("meta autoedge false still got edges:\n%s", g)
+	}
+}
+
+func TestSamePathTwiceIsRefused(t *testing.T) {
+	_, err := Compile(context.Background(), &Decl{Vertices: []*Vertex{
+		named("file", "a", &pathRes{path: "/etc/x"}),
+		named("file", "b", &pathRes{path: "/etc/x"}),
+	}}, quietLog())
+	if err == nil || !strings.Contains(err.Error(), "both manage file /etc/x") {
+		t.Fatalf("want a refusal naming the path, got %v", err)
+	}
+}
+
+func TestAutoGroupKeepsOrder(t *testing.T) {
+	mk := func(name string) *Vertex { return named("pkg", name, &groupRes{key: "k"}) }
+	a, b, c, d := mk("a"), mk("b"), mk("c"), mk("d")
+	off := mk("off")
+	off.Meta.AutoGroup = false
+	other := named("pkg", "other", &groupRes{key: "different"})
+	f := named("file", "f", &fake{})
+	// a -> f -> d: d must stay after a; a, b and c are unordered.
+	g := compile(t, []*Vertex{a, b, c, d, off, other, f},
+		EdgeDecl{From: Ref{"pkg", "a"}, To: Ref{"file", "f"}},
+		EdgeDecl{From: Ref{"file", "f"}, To: Ref{"pkg", "d"}})
+	want := `Vertices(5):
+  file[f]
+  pkg[autogroup:(a,b,c)]
+  pkg[d]
+  pkg[off]
+  pkg[other]
+Edges(2):
+  file[f] -> pkg[d]
+  pkg[autogroup:(a,b,c)] -> file[f]
+`
+	if got := g.String(); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	for _, v := range g.Vertices() {
+		if v.String() == "pkg[autogroup:(a,b,c)]" && v.(*Vertex).Res.(*groupRes).members != 3 {
+			t.Fatal("the group resource does not act for three members")
+		}
+	}
+}
+
+// Grouping 10,000 groupable vertices in a graph of 20,000 is linear: it
+// must not compare them pairwise. Measured in BenchmarkAutoGroup; here only
+// the result is checked.
+func TestAutoGroupAtScale(t *testing.T) {
+	g := groupScaleGraph(t, 10000)
+	groups := 0
+	for _, v := range g.Vertices() {
+		if len(v.(*Vertex).Grouped) > 0 {
+			groups++
+		}
+	}
+	// Two layers of packages (before and after the files): two groups.
+	if groups != 2 || g.NumVertices() != 10002 {
+		t.Fatalf("%d groups, %d vertices; want 2 groups and 10002 vertices", groups, g.NumVertices())
+	}
+}
+
+func groupScaleGraph(tb testing.TB, n int) *pgraph.Graph {
+	d := &Decl{Name: "scale"}
+	for i := 0; i < n; i++ {
+		s := strconv.Itoa(i)
+		d.Vertices = append(d.Vertices, named("pkg", s, &groupRes{key: "k"}), named("file", s, &fake{}))
+		// even packages come before their file, odd ones after it
+		if i%2 == 0 {
+			d.Edges = append(d.Edges, EdgeDecl{From: Ref{"pkg", s}, To: Ref{"file", s}})
+		} else {
+			d.Edges = append(d.Edges, EdgeDecl{From: Ref{"file", s}, To: Ref{"pkg", s}})
+		}
+	}
+	start := time.Now()
+	g, err := Compile(context.Background(), d, quietLog())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if t, ok := tb.(*testing.T); ok {
+		t.Logf("compiled %d vertices with grouping in %v", 2*n, time.Since(start))
+	}
+	return g
+}
+
+func BenchmarkAutoGroup(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(strconv.Itoa(2*n)+"-vertices", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				groupScaleGraph(b, n)
+			}
+		})
+	}
+}
