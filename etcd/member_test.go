@@ -20,14 +20,25 @@ import (
 const memberEnv = "MGMT_ETCD_TEST_MEMBER"
 
 func runMemberProcess() {
-	var cfg ServerConfig
-	if err := json.Unmarshal([]byte(os.Getenv(memberEnv)), &cfg); err != nil {
+	var mc memberConfig
+	if err := json.Unmarshal([]byte(os.Getenv(memberEnv)), &mc); err != nil {
 		fmt.Fprintln(os.Stderr, "member config:", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	s, err := StartServer(ctx, cfg)
+	var s *Server
+	var err error
+	if len(mc.Seeds) == 0 {
+		s, err = StartServer(ctx, mc.Server)
+	} else {
+		var c *Client
+		c, err = Connect(ctx, ClientConfig{Endpoints: mc.Seeds})
+		if err == nil {
+			s, err = Join(ctx, c, mc.Server)
+			c.Close()
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "member:", err)
 		os.Exit(1)
@@ -41,6 +52,13 @@ func runMemberProcess() {
 	os.Exit(0)
 }
 
+// memberConfig is what a member process runs: cfg's server, started
+// alone or, with seeds, joined to their cluster.
+type memberConfig struct {
+	Server ServerConfig
+	Seeds  []string
+}
+
 // memberProcess is an etcd member running in a child process.
 type memberProcess struct {
 	cmd *exec.Cmd
@@ -48,9 +66,9 @@ type memberProcess struct {
 
 // startMemberProcess runs cfg in a child process and waits until it is
 // ready; the child is killed at the end of the test if still running.
-func startMemberProcess(t testing.TB, cfg ServerConfig) *memberProcess {
+func startMemberProcess(t testing.TB, cfg ServerConfig, seeds ...string) *memberProcess {
 	t.Helper()
-	js, err := json.Marshal(cfg)
+	js, err := json.Marshal(memberConfig{Server: cfg, Seeds: seeds})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,209 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// ErrMemberConflict reports that the cluster has a member using this
+// server's peer URLs under another name.
+var ErrMemberConflict = errors.New("etcd member conflict")
+
+// Join starts cfg's server as a member of the cluster reached through
+// seeds. A server whose data directory already holds the data of a current
+// member simply starts again (an agent restarted). Otherwise the server is
+// added as a learner (a learner does not count towards quorum, so a new
+// member that fails to start cannot block the cluster), started with
+// initial-cluster-state=existing, and promoted to a voting member once it
+// has caught up. On failure the half-added member is removed again.
+//
+// A member of the same name that is not this server's data directory's
+// (the host came back without its data, or with new addresses) is removed
+// first: the name is the host's identity. Data of a member the cluster
+// removed is moved aside to DataDir+".removed".
+func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error) {
+	ecfg, err := cfg.embedConfig()
+	if err != nil {
+		return nil, err
+	}
+	var peerURLs []string
+	for _, u := range ecfg.AdvertisePeerUrls {
+		peerURLs = append(peerURLs, u.String())
+	}
+	timeout := cfg.StartTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	members, err := seeds.memberList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("join as %q: %w", cfg.Name, err)
+	}
+	var self *etcdserverpb.Member // a started member of this name
+	for _, m := range members {
+		switch {
+		case m.Name == cfg.Name:
+			self = m
+		case m.Name != "" && overlaps(m.PeerURLs, peerURLs):
+			return nil, fmt.Errorf("join as %q: %w: member %q already uses peer URLs %v", cfg.Name, ErrMemberConflict, m.Name, m.PeerURLs)
+		}
+	}
+	if hasData(cfg.DataDir) {
+		if self != nil && slices.Equal(sorted(self.PeerURLs), sorted(peerURLs)) {
+			cfg.Existing = true
+			cfg.InitialCluster = initialCluster(members, self.ID, cfg.Name)
+			return StartServer(ctx, cfg)
+		}
+		old := cfg.DataDir + ".removed"
+		if err := os.RemoveAll(old); err != nil {
+			return nil, fmt.Errorf("join as %q: %w", cfg.Name, err)
+		}
+		if err := os.Rename(cfg.DataDir, old); err != nil {
+			return nil, fmt.Errorf("join as %q: move aside the data of a removed member: %w", cfg.Name, err)
+		}
+		seeds.log.Info("moved aside the data of a removed etcd member", "member", cfg.Name, "to", old)
+	}
+	if self != nil {
+		// Our name, but not our data: an earlier life of this host.
+		if _, err := seeds.cli.MemberRemove(ctx, self.ID); err != nil && !errors.Is(err, rpctypes.ErrMemberNotFound) {
+			return nil, fmt.Errorf("join as %q: remove the stale member of that name: %w", cfg.Name, err)
+		}
+	}
+
+	// A member with our peer URLs but no name yet is an earlier attempt
+	// that never started: reuse it.
+	var id uint64
+	var learner bool
+	for _, m := range members {
+		if m.Name == "" && overlaps(m.PeerURLs, peerURLs) {
+			id, learner = m.ID, m.IsLearner
+		}
+	}
+	if id == 0 {
+		resp, err := seeds.addLearner(ctx, peerURLs)
+		if err != nil {
+			return nil, fmt.Errorf("join as %q: add member: %w", cfg.Name, err)
+		}
+		id, learner, members = resp.Member.ID, true, resp.Members
+	}
+	cfg.Existing = true
+	cfg.InitialCluster = initialCluster(members, id, cfg.Name)
+	s, err := StartServer(ctx, cfg)
+	if err == nil && learner {
+		if err = seeds.promote(ctx, id); err != nil {
+			s.Stop()
+		}
+	}
+	if err != nil {
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), seeds.timeout)
+		if _, rerr := seeds.cli.MemberRemove(rctx, id); rerr != nil && !errors.Is(rerr, rpctypes.ErrMemberNotFound) {
+			err = errors.Join(err, fmt.Errorf("roll back the member added: %w", rerr))
+		}
+		rcancel()
+		return nil, fmt.Errorf("join as %q: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// addLearner adds a learner with peerURLs. etcd refuses a change of
+// membership until the leader has been connected to a quorum for 5 s
+// (ErrUnhealthy: right after another member joined or one died) and allows
+// one learner at a time: both are waited out, until ctx ends.
+func (c *Client) addLearner(ctx context.Context, peerURLs []string) (*clientv3.MemberAddResponse, error) {
+	var resp *clientv3.MemberAddResponse
+	err := retry(ctx, func() (err error) {
+		resp, err = c.cli.MemberAddAsLearner(ctx, peerURLs)
+		return err
+	}, rpctypes.ErrUnhealthy, rpctypes.ErrTooManyLearners)
+	return resp, err
+}
+
+// promote makes learner id a voting member as soon as it has caught up
+// with the leader.
+func (c *Client) promote(ctx context.Context, id uint64) error {
+	err := retry(ctx, func() error {
+		_, err := c.cli.MemberPromote(ctx, id)
+		return err
+	}, rpctypes.ErrMemberLearnerNotReady, rpctypes.ErrUnhealthy)
+	if err != nil {
+		return fmt.Errorf("promote learner %x: %w", id, err)
+	}
+	return nil
+}
+
+// retry calls f until it succeeds, fails with an error not in transient,
+// or ctx ends (then the last error is returned).
+func retry(ctx context.Context, f func() error, transient ...error) error {
+	delay := 20 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || !slices.ContainsFunc(transient, func(t error) bool { return errors.Is(err, t) }) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
+}
+
+func (c *Client) memberList(ctx context.Context) ([]*etcdserverpb.Member, error) {
+	rctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := c.cli.MemberList(rctx)
+	if err != nil {
+		return nil, fmt.Errorf("list members: %w", err)
+	}
+	return resp.Members, nil
+}
+
+// initialCluster spells members as etcd's --initial-cluster, naming the
+// member id (not started yet, so nameless) name.
+func initialCluster(members []*etcdserverpb.Member, id uint64, name string) string {
+	var parts []string
+	for _, m := range members {
+		n := m.Name
+		if m.ID == id {
+			n = name
+		}
+		for _, u := range m.PeerURLs {
+			parts = append(parts, n+"="+u)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// hasData reports whether dir holds an etcd member's data.
+func hasData(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "member", "wal"))
+	return err == nil
+}
+
+func overlaps(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
