@@ -78,6 +78,7 @@ func BenchmarkConverge(b *testing.B) {
 					}
 					conv += time.Since(start)
 					var at runtime.MemStats
+					runtime.GC() // live memory: what a converged graph holds
 					runtime.ReadMemStats(&at)
 					if used := at.HeapInuse + at.StackInuse - before.HeapInuse - before.StackInuse; used > peak {
 						peak = used

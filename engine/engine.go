@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/mgmtconfig/mgmt/pgraph"
@@ -238,7 +237,20 @@ func (e *Engine) dirtyLocked(n *node, fromWatch bool) {
 		n.retries = n.v.Meta.Retry
 	}
 	e.changedLocked(n)
-	n.pokeSelf()
+	e.pokeLocked(n)
+}
+
+// pokeLocked asks n for a pass of process: it starts n's worker, or tells
+// the running one to go round again. Bursts collapse into one pass.
+func (e *Engine) pokeLocked(n *node) {
+	switch {
+	case n.stopped || n.ctx == nil:
+	case n.working:
+		n.again = true
+	default:
+		n.working = true
+		go e.work(n)
+	}
 }
 
 // Swap replaces the running graph with g. Vertices whose kind, name and
@@ -323,7 +335,7 @@ func (e *Engine) Swap(g *pgraph.Graph) {
 	}
 	for _, n := range e.order {
 		e.changedLocked(n)
-		n.pokeSelf()
+		e.pokeLocked(n)
 	}
 }
 
@@ -332,51 +344,66 @@ func (e *Engine) newNode(v *Vertex) *node {
 		v:       v,
 		log:     e.log.With("res", v.String()),
 		done:    make(chan struct{}),
-		poke:    make(chan struct{}, 1),
 		bucket:  newBucket(v.Meta.Limit, v.Meta.Burst),
 		dirty:   true,
 		retries: v.Meta.Retry,
 	}
 }
 
-// start starts n's goroutines: one runs Init and then Watch, the other
-// runs check-and-apply whenever the vertex is poked. The last of the two to
-// return closes the resource.
+// start starts n's goroutine, which runs Init and then Watch until ctx
+// ends. Check-and-apply runs on a worker goroutine started when the vertex
+// is poked and gone when it is idle, so a converged vertex costs one
+// goroutine. The resource is closed once Watch has returned and no worker
+// is left.
 func (e *Engine) start(ctx context.Context, n *node) {
 	ctx, n.cancel = context.WithCancel(ctx)
-	var left atomic.Int32 // goroutines still running; the last one closes
-	left.Store(2)
-	finish := func() {
-		if left.Add(-1) > 0 {
-			return
-		}
-		if err := safeCall("Close", n.v.Res.Close); err != nil {
-			n.log.Warn("close failed", "err", err)
-		}
-		close(n.done)
-	}
+	n.ctx = ctx
 	go func() {
-		defer finish()
 		if err := e.init(n); err != nil {
 			e.mu.Lock()
 			n.failForGoodLocked(err)
 			e.changedLocked(n)
 			e.mu.Unlock()
-			return
+			<-ctx.Done()
+		} else {
+			e.watch(ctx, n)
 		}
-		e.watch(ctx, n)
-	}()
-	go func() {
-		defer finish()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-n.poke:
-				e.process(ctx, n)
-			}
+		e.mu.Lock()
+		n.stopped = true
+		var idle chan struct{}
+		if n.working {
+			idle = make(chan struct{})
+			n.idle = idle
 		}
+		e.mu.Unlock()
+		if idle != nil {
+			<-idle
+		}
+		if err := safeCall("Close", n.v.Res.Close); err != nil {
+			n.log.Warn("close failed", "err", err)
+		}
+		close(n.done)
 	}()
+}
+
+// work runs process until no poke is left, then ends.
+func (e *Engine) work(n *node) {
+	for {
+		e.process(n.ctx, n)
+		e.mu.Lock()
+		if n.again && !n.stopped {
+			n.again = false
+			e.mu.Unlock()
+			continue
+		}
+		n.working = false
+		if n.idle != nil {
+			close(n.idle)
+			n.idle = nil
+		}
+		e.mu.Unlock()
+		return
+	}
 }
 
 func (e *Engine) init(n *node) error {
@@ -536,7 +563,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		n.log.Info("recovered")
 	}
 	for _, c := range n.children {
-		c.pokeSelf()
+		e.pokeLocked(c)
 	}
 	e.changedLocked(n)
 }

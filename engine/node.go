@@ -25,11 +25,15 @@ type node struct {
 	v      *Vertex
 	log    *slog.Logger
 	cancel context.CancelFunc
-	done   chan struct{} // closed when both goroutines have returned
-	poke   chan struct{} // one slot: bursts collapse into one pass
-	bucket *bucket       // meta limit/burst; nil when unlimited
+	ctx    context.Context // the vertex's own; set by start
+	done   chan struct{}   // closed once the resource is closed
+	bucket *bucket         // meta limit/burst; nil when unlimited
 
 	// guarded by Engine.mu
+	working  bool          // a worker goroutine runs process
+	again    bool          // poked while working: one more pass
+	stopped  bool          // Watch has returned: start no worker
+	idle     chan struct{} // closed when the worker ends after stopped
 	parents  []*node
 	children []*node
 	notify   map[*node]bool // children reached through a notify edge
@@ -55,13 +59,6 @@ type Stats struct {
 	Duration time.Duration // time spent in check-and-apply
 }
 
-func (n *node) pokeSelf() {
-	select {
-	case n.poke <- struct{}{}:
-	default:
-	}
-}
-
 // converged: nothing owed, nothing under way.
 func (n *node) convergedLocked() bool {
 	return n.running && n.st == stateOK && !n.dirty && !n.refresh && !n.busy && !n.retrying
@@ -79,7 +76,7 @@ func (ev events) Running() {
 	if !ev.n.running {
 		ev.n.running = true
 		ev.e.changedLocked(ev.n)
-		ev.n.pokeSelf()
+		ev.e.pokeLocked(ev.n)
 	}
 }
 
