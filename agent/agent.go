@@ -1,5 +1,7 @@
 // Package agent runs a graph file: it loads and compiles it, runs it on the
-// engine, and swaps in each new valid version when the file changes.
+// engine, swaps in each new valid version when the file changes, and, when
+// the graph exports or collects resources, exchanges them with other hosts
+// through etcd.
 package agent
 
 import (
@@ -32,7 +34,9 @@ type Config struct {
 	// is built; with GraphvizFilter "dot" it is also rendered to Graphviz+".png".
 	Graphviz       string
 	GraphvizFilter string
-	Logger         *slog.Logger
+	// Cluster says how to reach the other hosts; see ClusterConfig.
+	Cluster ClusterConfig
+	Logger  *slog.Logger
 }
 
 // InvalidError is a graph that was refused: nothing of it was applied.
@@ -54,6 +58,17 @@ func Load(ctx context.Context, file string, log *slog.Logger) (*yamlgraph.Graph,
 	return yg, g, nil
 }
 
+// runner holds what one run has: the engine, the last valid graph file and
+// the resources collected from other hosts.
+type runner struct {
+	cfg     Config
+	log     *slog.Logger
+	eng     *engine.Engine
+	source  []byte         // the last valid graph file
+	cluster *cluster       // nil until the graph needs other hosts
+	remote  []collectedRes // what other hosts export and this graph collects
+}
+
 // Run loads cfg.File and runs it until ctx ends or the converged timeout
 // passes. It returns an *InvalidError when the first load fails (nothing
 // applied) and an *engine.RunError when resources failed.
@@ -65,72 +80,124 @@ func Run(ctx context.Context, cfg Config) error {
 	if abs, err := filepath.Abs(cfg.File); err == nil {
 		cfg.File = abs
 	}
-	_, g, err := Load(ctx, cfg.File, log)
+	data, err := os.ReadFile(cfg.File)
+	if err != nil {
+		return &InvalidError{fmt.Errorf("read graph: %w", err)}
+	}
+	r := &runner{cfg: cfg, log: log, source: data}
+	yg, g, err := r.build(ctx, data)
 	if err != nil {
 		return err
 	}
-	writeGraphviz(cfg, g, log)
-	eng := engine.New(engine.Config{
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	remote := make(chan []collectedRes, 1)
+	if cfg.Cluster.wanted() || needsCluster(yg) {
+		if err := r.startCluster(ctx, yg, remote); err != nil {
+			return err
+		}
+		defer r.cluster.close()
+	}
+
+	r.eng = engine.New(engine.Config{
 		Hostname: cfg.Hostname, Prefix: cfg.Prefix, Logger: log,
 		Noop: cfg.Noop, ConvergedTimeout: cfg.ConvergedTimeout,
 	})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var fileChanged <-chan struct{}
 	if cfg.Watch {
-		stop, err := watchFile(ctx, cfg, eng, log)
+		ch, stop, err := watchFile(cfg.File)
 		if err != nil {
 			log.Warn("graph file not watched: changes need a restart", "file", cfg.File, "err", err)
 		} else {
 			defer stop()
+			fileChanged = ch
 		}
 	}
-	return eng.Run(ctx, g)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.rebuildLoop(ctx, fileChanged, remote)
+	}()
+	err = r.eng.Run(ctx, g)
+	cancel()
+	<-done
+	return err
 }
 
-// watchFile reloads the graph whenever its file changes. An invalid new
-// version is logged and the running graph kept.
-func watchFile(ctx context.Context, cfg Config, eng *engine.Engine, log *slog.Logger) (func(), error) {
+// build parses data and merges in the collected resources, then compiles.
+func (r *runner) build(ctx context.Context, data []byte) (*yamlgraph.Graph, *pgraph.Graph, error) {
+	yg, err := yamlgraph.Parse(r.cfg.File, data)
+	if err != nil {
+		return nil, nil, &InvalidError{err}
+	}
+	decl := yg.Decl
+	decl.Vertices = append(decl.Vertices[:len(decl.Vertices):len(decl.Vertices)], r.collectedVertices(yg)...)
+	g, err := engine.Compile(ctx, &decl, r.log)
+	if err != nil {
+		return nil, nil, &InvalidError{err}
+	}
+	writeGraphviz(r.cfg, g, r.log)
+	return yg, g, nil
+}
+
+// rebuildLoop swaps in a new graph whenever the file changes or other
+// hosts' exports do. An invalid file is logged and the running graph kept.
+func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}, remote <-chan []collectedRes) {
+	for {
+		data := r.source
+		select {
+		case <-ctx.Done():
+			return
+		case <-fileChanged:
+			d, err := os.ReadFile(r.cfg.File)
+			if err != nil || bytes.Equal(d, r.source) {
+				continue // gone for a moment (an editor's rename), or no change
+			}
+			data = d
+		case rs := <-remote:
+			r.remote = rs
+		}
+		yg, g, err := r.build(ctx, data)
+		if err != nil {
+			if !bytes.Equal(data, r.source) {
+				r.log.Error("graph file changed but is invalid: still running the previous graph", "file", r.cfg.File, "err", err)
+			} else {
+				r.log.Error("collected resources refused: still running the previous graph", "err", err)
+			}
+			continue
+		}
+		if !bytes.Equal(data, r.source) {
+			r.log.Info("graph file changed: swapping graphs", "file", r.cfg.File)
+			r.source = data
+			if r.cluster == nil && needsCluster(yg) {
+				r.log.Warn("the new graph exports or collects resources: restart mgmt to join the cluster")
+			}
+			if r.cluster != nil {
+				r.cluster.publish(ctx, yg)
+			}
+		}
+		r.eng.Swap(g)
+	}
+}
+
+// watchFile reports changes of the graph file on the returned channel.
+func watchFile(file string) (<-chan struct{}, func(), error) {
 	w, err := fswatch.Default()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	changed := make(chan struct{}, 1)
-	cancel, err := w.Watch(cfg.File, func() {
+	cancel, err := w.Watch(file, func() {
 		select {
 		case changed <- struct{}{}:
 		default:
 		}
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	last, _ := os.ReadFile(cfg.File)
-	ctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-changed:
-			}
-			data, err := os.ReadFile(cfg.File)
-			if err != nil || bytes.Equal(data, last) {
-				continue // gone for a moment (an editor's rename), or no change
-			}
-			last = data
-			_, g, err := Load(ctx, cfg.File, log)
-			if err != nil {
-				log.Error("graph file changed but is invalid: still running the previous graph", "file", cfg.File, "err", err)
-				continue
-			}
-			log.Info("graph file changed: swapping graphs", "file", cfg.File)
-			writeGraphviz(cfg, g, log)
-			eng.Swap(g)
-		}
-	}()
-	return func() { cancel(); stop(); <-done }, nil
+	return changed, cancel, nil
 }
 
 func writeGraphviz(cfg Config, g *pgraph.Graph, log *slog.Logger) {

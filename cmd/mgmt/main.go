@@ -14,6 +14,7 @@ import (
 
 	"github.com/mgmtconfig/mgmt/agent"
 	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/etcd"
 	_ "github.com/mgmtconfig/mgmt/resources/all"
 	"github.com/spf13/cobra"
 )
@@ -78,6 +79,7 @@ func runCmd() *cobra.Command {
 	var convergedTimeout int
 	var noWatch bool
 	var logLevel string
+	var tlsFiles etcd.TLSFiles
 	cmd := &cobra.Command{
 		Use:   "run --file GRAPH.yaml",
 		Short: "Run a graph: apply it, then keep it applied",
@@ -96,6 +98,9 @@ func runCmd() *cobra.Command {
 				}
 			}
 			cfg.Logger = log
+			if tlsFiles != (etcd.TLSFiles{}) {
+				cfg.Cluster.TLS = &tlsFiles
+			}
 			cfg.Watch = !noWatch
 			cfg.ConvergedTimeout = -1
 			if convergedTimeout >= 0 {
@@ -116,6 +121,17 @@ func runCmd() *cobra.Command {
 	f.StringVar(&cfg.Hostname, "hostname", "", "this host's name (default: the machine's)")
 	f.StringVar(&cfg.Prefix, "prefix", "/var/lib/mgmt", "directory for the agent's working state")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cc := &cfg.Cluster
+	f.StringSliceVar(&cc.Seeds, "seeds", nil, "client URLs of an etcd cluster to join (comma-separated)")
+	f.BoolVar(&cc.NoServer, "no-server", false, "run no embedded etcd server: be a client of --seeds only")
+	f.StringSliceVar(&cc.ClientURLs, "client-urls", nil, "where the embedded etcd server listens for clients (default http://127.0.0.1:2379)")
+	f.StringSliceVar(&cc.ServerURLs, "server-urls", nil, "where the embedded etcd server listens for peers (default http://127.0.0.1:2380)")
+	f.StringSliceVar(&cc.AdvertiseClientURLs, "advertise-client-urls", nil, "client URLs other hosts reach this server at (default: --client-urls)")
+	f.StringSliceVar(&cc.AdvertiseServerURLs, "advertise-server-urls", nil, "peer URLs other members reach this server at (default: --server-urls)")
+	f.StringVar(&cc.Namespace, "etcd-namespace", "", "key prefix in etcd (default /mgmt/)")
+	f.StringVar(&tlsFiles.CA, "etcd-ca", "", "CA certificate for etcd client and peer TLS")
+	f.StringVar(&tlsFiles.Cert, "etcd-cert", "", "this host's certificate for etcd TLS")
+	f.StringVar(&tlsFiles.Key, "etcd-key", "", "this host's key for etcd TLS")
 	return cmd
 }
 

@@ -1,0 +1,240 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/etcd"
+	"github.com/mgmtconfig/mgmt/yamlgraph"
+)
+
+// ClusterConfig says how an agent reaches the other hosts.
+type ClusterConfig struct {
+	Seeds      []string // client URLs of an existing cluster to join
+	NoServer   bool     // be a client of Seeds only, run no embedded server
+	ClientURLs []string // where the embedded server listens for clients
+	ServerURLs []string // where it listens for peers
+	// AdvertiseClientURLs / AdvertiseServerURLs: how others reach this
+	// server, when the listen addresses are not enough (0.0.0.0).
+	AdvertiseClientURLs []string
+	AdvertiseServerURLs []string
+	TLS                 *etcd.TLSFiles
+	Namespace           string        // key prefix; agents with different namespaces do not see each other
+	DialTimeout         time.Duration // for seeds; 0: the etcd package's default
+}
+
+// wanted: the flags alone ask for a cluster, whatever the graph says.
+func (c ClusterConfig) wanted() bool {
+	return len(c.Seeds) > 0 || c.NoServer || len(c.ClientURLs) > 0 || len(c.ServerURLs) > 0
+}
+
+// needsCluster: the graph exports or collects resources.
+func needsCluster(yg *yamlgraph.Graph) bool {
+	if len(yg.Collect) > 0 {
+		return true
+	}
+	for _, v := range yg.Vertices {
+		if v.Exported {
+			return true
+		}
+	}
+	return false
+}
+
+// cluster is the agent's embedded server (if any) and its client.
+type cluster struct {
+	server *etcd.Server
+	client *etcd.Client
+	host   string
+	log    *slog.Logger
+	cancel context.CancelFunc
+}
+
+// collectedRes is one resource another host exports, as this host will
+// manage it.
+type collectedRes struct {
+	host, kind, name string
+	res              engine.Res
+}
+
+// startCluster starts or joins etcd, publishes this host's exports and
+// follows the other hosts' exports of the collected kinds, sending each
+// new set on remote.
+func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph, remote chan []collectedRes) error {
+	cc := r.cfg.Cluster
+	c := &cluster{host: r.cfg.Hostname, log: r.log}
+	clientCfg := etcd.ClientConfig{TLS: cc.TLS, DialTimeout: cc.DialTimeout, Namespace: cc.Namespace, Logger: r.log}
+	serverCfg := etcd.ServerConfig{
+		Name:                r.cfg.Hostname,
+		DataDir:             filepath.Join(r.cfg.Prefix, "etcd", r.cfg.Hostname),
+		ClientURLs:          cc.ClientURLs,
+		PeerURLs:            cc.ServerURLs,
+		AdvertiseClientURLs: cc.AdvertiseClientURLs,
+		AdvertisePeerURLs:   cc.AdvertiseServerURLs,
+		TLS:                 cc.TLS,
+		Logger:              r.log,
+	}
+	var err error
+	switch {
+	case cc.NoServer:
+		if len(cc.Seeds) == 0 {
+			return &InvalidError{errors.New("--no-server needs --seeds: the etcd cluster to use")}
+		}
+		clientCfg.Endpoints = cc.Seeds
+		if c.client, err = etcd.Connect(ctx, clientCfg); err != nil {
+			return fmt.Errorf("connect to seeds %s: %w", strings.Join(cc.Seeds, ","), err)
+		}
+	case len(cc.Seeds) > 0:
+		clientCfg.Endpoints = cc.Seeds
+		seeds, err := etcd.Connect(ctx, clientCfg)
+		if err != nil {
+			return fmt.Errorf("connect to seeds %s: %w", strings.Join(cc.Seeds, ","), err)
+		}
+		c.server, err = etcd.Join(ctx, seeds, serverCfg)
+		seeds.Close()
+		if err != nil {
+			return fmt.Errorf("join the cluster at %s: %w", strings.Join(cc.Seeds, ","), err)
+		}
+		r.log.Info("joined the etcd cluster", "seeds", cc.Seeds, "endpoints", c.server.Endpoints())
+	default:
+		if c.server, err = etcd.StartServer(ctx, serverCfg); err != nil {
+			return fmt.Errorf("start the embedded etcd server: %w", err)
+		}
+		r.log.Info("embedded etcd server started", "endpoints", c.server.Endpoints())
+	}
+	if c.client == nil {
+		clientCfg.Endpoints = c.server.Endpoints()
+		if c.client, err = etcd.Connect(ctx, clientCfg); err != nil {
+			c.server.Stop()
+			return fmt.Errorf("connect to the embedded etcd server: %w", err)
+		}
+	}
+	r.cluster = c
+	c.publish(ctx, yg)
+
+	kinds := map[string]string{} // kind -> pattern, the first collect entry of each kind
+	var names []string
+	for _, col := range yg.Collect {
+		if _, dup := kinds[col.Kind]; !dup {
+			kinds[col.Kind] = col.Pattern
+			names = append(names, col.Kind)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	c.cancel = cancel
+	snaps, err := c.client.WatchExports(wctx, r.cfg.Hostname, names)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("watch exported resources: %w", err)
+	}
+	go func() {
+		for snap := range snaps {
+			rs := r.decodeCollected(snap, kinds)
+			select { // keep only the newest set
+			case <-remote:
+			default:
+			}
+			select {
+			case remote <- rs:
+			case <-wctx.Done():
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// decodeCollected turns other hosts' exports into resources for this host,
+// each through its kind's Collect (a file is re-based into the pattern
+// directory). One that is refused is logged and left out.
+func (r *runner) decodeCollected(snap []etcd.Export, patterns map[string]string) []collectedRes {
+	var out []collectedRes
+	for _, ex := range snap {
+		pattern, ok := patterns[ex.Kind]
+		if !ok {
+			continue
+		}
+		src := fmt.Sprintf("etcd:%s", ex.Host)
+		res, err := yamlgraph.DecodeRes(src, ex.Kind, ex.Name, ex.Params)
+		if err == nil {
+			col, ok := res.(engine.Collector)
+			if !ok {
+				err = fmt.Errorf("kind %s cannot be collected", ex.Kind)
+			} else {
+				res, err = col.Collect(pattern)
+			}
+		}
+		if err != nil {
+			r.log.Warn("collected resource refused", "host", ex.Host, "res", ex.Kind+"["+ex.Name+"]", "err", err)
+			continue
+		}
+		out = append(out, collectedRes{host: ex.Host, kind: ex.Kind, name: ex.Name, res: res})
+	}
+	return out
+}
+
+// collectedVertices validates the collected resources against this graph:
+// one whose kind and name a local resource already has is left out.
+func (r *runner) collectedVertices(yg *yamlgraph.Graph) []*engine.Vertex {
+	taken := map[engine.Ref]bool{}
+	for _, v := range yg.Vertices {
+		taken[engine.Ref{Kind: v.Kind, Name: v.Name}] = true
+	}
+	var out []*engine.Vertex
+	for _, c := range r.remote {
+		ref := engine.Ref{Kind: c.kind, Name: c.name}
+		if taken[ref] {
+			r.log.Warn("collected resource left out: a resource of that name exists here", "host", c.host, "res", ref.String())
+			continue
+		}
+		v, err := yamlgraph.NewVertex(c.kind, c.name, false, engine.DefaultMeta(), c.res)
+		if err != nil {
+			r.log.Warn("collected resource refused", "host", c.host, "res", ref.String(), "err", err)
+			continue
+		}
+		v.Source = "etcd:" + c.host
+		taken[ref] = true
+		out = append(out, v)
+	}
+	return out
+}
+
+// publish replaces this host's exports in etcd with those of yg, in one
+// transaction.
+func (c *cluster) publish(ctx context.Context, yg *yamlgraph.Graph) {
+	var exports []etcd.Export
+	for _, v := range yg.Vertices {
+		if !v.Exported {
+			continue
+		}
+		params, err := yamlgraph.Params(v.Res)
+		if err != nil {
+			continue
+		}
+		exports = append(exports, etcd.Export{Host: c.host, Kind: v.Kind, Name: v.Name, Params: params})
+	}
+	sort.Slice(exports, func(i, j int) bool { return exports[i].Kind+exports[i].Name < exports[j].Kind+exports[j].Name })
+	if err := c.client.Publish(ctx, c.host, exports); err != nil {
+		c.log.Error("publish exported resources", "err", err)
+	}
+}
+
+func (c *cluster) close() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.client.Close()
+	if c.server != nil {
+		c.server.Stop()
+	}
+}

@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// hostGraph is the seed's exported-resource demo for one host: four files,
+// two of them exported, and every other host's exported files collected
+// into this host's directory.
+func hostGraph(dir, h string) string {
+	file := func(n int, exported bool) string {
+		name := fmt.Sprintf("file%d%s", n, h)
+		if exported {
+			name = "@@" + name
+		}
+		return fmt.Sprintf("  - name: %q\n    path: %s/f%d%s\n    content: \"i am f%d from %s\\n\"\n", name, dir, n, h, n, h)
+	}
+	return "resources:\n  file:\n" + file(1, false) + file(2, false) + file(3, true) + file(4, true) +
+		fmt.Sprintf("collect:\n- kind: file\n  pattern: %s/\n", dir)
+}
+
+func listDir(dir string) string {
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, " ")
+}
+
+func TestExportedResourcesThreeHosts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three agents with etcd")
+	}
+	base := t.TempDir()
+	hosts := []string{"a", "b", "c"}
+	var seed string
+	for i, h := range hosts {
+		dir := filepath.Join(base, "mgmt"+strings.ToUpper(h))
+		os.MkdirAll(dir, 0o755)
+		g := filepath.Join(base, "graph-"+h+".yaml")
+		os.WriteFile(g, []byte(hostGraph(dir, h)), 0o644)
+		cu := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+		su := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+		args := []string{"run", "--file", g, "--hostname", h, "--prefix", filepath.Join(base, "prefix-"+h),
+			"--client-urls", cu, "--server-urls", su}
+		if i == 0 {
+			seed = cu
+		} else {
+			args = append(args, "--seeds", seed)
+		}
+		start(t, args...)
+		if i == 0 { // the others join a running seed
+			waitFor(t, "host a's files", func() bool { return listDir(dir) == "f1a f2a f3a f4a" })
+		}
+	}
+	want := map[string]string{
+		"a": "f1a f2a f3a f3b f3c f4a f4b f4c",
+		"b": "f1b f2b f3a f3b f3c f4a f4b f4c",
+		"c": "f1c f2c f3a f3b f3c f4a f4b f4c",
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, h := range hosts {
+		dir := filepath.Join(base, "mgmt"+strings.ToUpper(h))
+		for listDir(dir) != want[h] {
+			if time.Now().After(deadline) {
+				t.Fatalf("host %s holds %q, want %q", h, listDir(dir), want[h])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if got := readFile(filepath.Join(base, "mgmtA", "f3b")); got != "i am f3 from b\n" {
+		t.Fatalf("collected f3b holds %q", got)
+	}
+}
