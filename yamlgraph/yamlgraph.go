@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -286,11 +287,15 @@ func NewVertex(kind, name string, exported bool, meta engine.Meta, res engine.Re
 	if err := res.Validate(); err != nil {
 		return nil, err
 	}
-	params, err := yaml.Marshal(res)
+	// JSON, not YAML: the hash only needs a canonical form, and encoding
+	// thousands of resources as YAML took a third of a one-shot run.
+	params, err := json.Marshal(res)
 	if err != nil {
-		return nil, fmt.Errorf("encode parameters: %w", err)
+		if params, err = yaml.Marshal(res); err != nil {
+			return nil, fmt.Errorf("encode parameters: %w", err)
+		}
 	}
-	metaText, err := yaml.Marshal(meta)
+	metaText, err := json.Marshal(meta)
 	if err != nil {
 		return nil, fmt.Errorf("encode meta: %w", err)
 	}

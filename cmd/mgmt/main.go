@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -80,6 +81,7 @@ func runCmd() *cobra.Command {
 	var noWatch bool
 	var logLevel string
 	var tlsFiles etcd.TLSFiles
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "run --file GRAPH.yaml",
 		Short: "Run a graph: apply it, then keep it applied",
@@ -106,6 +108,17 @@ func runCmd() *cobra.Command {
 			if convergedTimeout >= 0 {
 				cfg.ConvergedTimeout = time.Duration(convergedTimeout) * time.Second
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return &usageError{fmt.Sprintf("--cpu-profile: %v", err)}
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			ctx, stop := signalContext(log)
 			defer stop()
 			return agent.Run(ctx, cfg)
@@ -121,6 +134,8 @@ func runCmd() *cobra.Command {
 	f.StringVar(&cfg.Hostname, "hostname", "", "this host's name (default: the machine's)")
 	f.StringVar(&cfg.Prefix, "prefix", "/var/lib/mgmt", "directory for the agent's working state")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the run to this file (for debugging)")
+	f.MarkHidden("cpu-profile")
 	cc := &cfg.Cluster
 	f.StringSliceVar(&cc.Seeds, "seeds", nil, "client URLs of an etcd cluster to join (comma-separated)")
 	f.BoolVar(&cc.NoServer, "no-server", false, "run no embedded etcd server: be a client of --seeds only")
