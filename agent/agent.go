@@ -36,7 +36,11 @@ type Config struct {
 	GraphvizFilter string
 	// Cluster says how to reach the other hosts; see ClusterConfig.
 	Cluster ClusterConfig
-	Logger  *slog.Logger
+	// Report, when set, receives a JSON summary of the run at exit.
+	Report string
+	// Observer hears of every check (metrics); may be nil.
+	Observer engine.Observer
+	Logger   *slog.Logger
 }
 
 // InvalidError is a graph that was refused: nothing of it was applied.
@@ -102,7 +106,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	r.eng = engine.New(engine.Config{
 		Hostname: cfg.Hostname, Prefix: cfg.Prefix, Logger: log,
-		Noop: cfg.Noop, ConvergedTimeout: cfg.ConvergedTimeout,
+		Noop: cfg.Noop, ConvergedTimeout: cfg.ConvergedTimeout, Observer: cfg.Observer,
 	})
 	var fileChanged <-chan struct{}
 	if cfg.Watch {
@@ -119,9 +123,15 @@ func Run(ctx context.Context, cfg Config) error {
 		defer close(done)
 		r.rebuildLoop(ctx, fileChanged, remote)
 	}()
+	started := time.Now()
 	err = r.eng.Run(ctx, g)
 	cancel()
 	<-done
+	if cfg.Report != "" {
+		if werr := writeReport(cfg, r.eng, started, err); werr != nil {
+			log.Error("report", "file", cfg.Report, "err", werr)
+		}
+	}
 	return err
 }
 

@@ -25,6 +25,18 @@ type Config struct {
 	ConvergedTimeout time.Duration
 	// StopTimeout bounds how long Run waits for vertices to stop; 2 s if 0.
 	StopTimeout time.Duration
+	// Observer, if set, hears of every check-and-apply and of the graph
+	// converging (metrics).
+	Observer Observer
+}
+
+// Observer is told what the engine does. Its methods are called from
+// vertex goroutines and must not block.
+type Observer interface {
+	// Checked reports one check-and-apply of a resource of kind.
+	Checked(kind string, changed bool, err error, took time.Duration)
+	// Converged reports the graph becoming converged (true) or not.
+	Converged(converged bool)
 }
 
 // Engine runs one graph at a time, swapping in new ones without disturbing
@@ -43,7 +55,7 @@ type Engine struct {
 	busy      int
 	quiet     bool // converged, or nothing more can happen: the converged clock runs
 	quietAt   time.Time
-	gone      []nodeResult // what removed vertices did, for the summary
+	gone      []Report // what removed vertices did, for the summary
 
 	wake chan struct{} // one slot: a state changed, the tracker looks again
 }
@@ -139,6 +151,9 @@ func (e *Engine) track(ctx context.Context, cancel context.CancelFunc) {
 			e.quietAt = time.Now()
 		}
 		e.mu.Unlock()
+		if now != was && e.cfg.Observer != nil {
+			e.cfg.Observer.Converged(now && all)
+		}
 		if now != was {
 			switch {
 			case now && all:
@@ -283,7 +298,9 @@ func (e *Engine) Swap(g *pgraph.Graph) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, n := range removed {
-		e.gone = append(e.gone, n.resultLocked())
+		r := n.reportLocked()
+		r.Removed = true
+		e.gone = append(e.gone, r)
 		delete(e.nodes, key(n.v))
 		if n.countedConv {
 			e.converged--
@@ -508,6 +525,9 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	start := time.Now()
 	changed, err := e.checkApply(ctx, n, apply, refresh)
 	took := time.Since(start)
+	if o := e.cfg.Observer; o != nil && ctx.Err() == nil {
+		o.Checked(n.v.Kind, changed && apply, err, took)
+	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -134,6 +134,7 @@ func runCmd() *cobra.Command {
 	f.StringVar(&cfg.Hostname, "hostname", "", "this host's name (default: the machine's)")
 	f.StringVar(&cfg.Prefix, "prefix", "/var/lib/mgmt", "directory for the agent's working state")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.Report, "report", "", "at exit, write a JSON summary of the run to this file")
 	f.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the run to this file (for debugging)")
 	f.MarkHidden("cpu-profile")
 	cc := &cfg.Cluster

@@ -3,6 +3,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -187,9 +188,27 @@ resources:
 edges:
 - {name: e, from: {kind: exec, name: broken}, to: {kind: exec, name: child}}
 `, dir))
-	a := start(t, "run", "--file", g, "--converged-timeout=1")
+	report := filepath.Join(dir, "report.json")
+	a := start(t, "run", "--file", g, "--converged-timeout=1", "--report", report)
 	if code := a.wait(t, 30*time.Second); code != 1 {
 		t.Fatalf("exit %d, want 1", code)
+	}
+	var rep struct {
+		Result string
+		Failed int
+		Res    []struct {
+			Res      string
+			Failed   bool
+			Failures int
+			Error    string
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal([]byte(readFile(report)), &rep); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	if rep.Result != "failed" || rep.Failed != 1 || len(rep.Res) != 3 ||
+		rep.Res[0].Res != "exec[broken]" || !rep.Res[0].Failed || rep.Res[0].Failures != 2 || rep.Res[0].Error == "" {
+		t.Fatalf("report does not describe the run: %+v", rep)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "independent-ran")); err != nil {
 		t.Fatal("an independent branch was held back by a failure")

@@ -1,0 +1,67 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mgmtconfig/mgmt/engine"
+)
+
+// runReport is the JSON summary --report writes at exit.
+type runReport struct {
+	Host     string          `json:"host"`
+	File     string          `json:"file"`
+	Started  time.Time       `json:"started"`
+	Finished time.Time       `json:"finished"`
+	Seconds  float64         `json:"seconds"`
+	Result   string          `json:"result"` // ok or failed
+	Error    string          `json:"error,omitempty"`
+	Changed  int             `json:"changed"` // resources that changed something
+	Failed   int             `json:"failed"`
+	Res      []engine.Report `json:"resources"`
+}
+
+// writeReport writes the run's summary atomically (temporary file, then
+// rename), so a reader never sees half a report.
+func writeReport(cfg Config, eng *engine.Engine, started time.Time, runErr error) error {
+	now := time.Now()
+	rep := runReport{
+		Host: cfg.Hostname, File: cfg.File, Started: started, Finished: now,
+		Seconds: now.Sub(started).Seconds(), Result: "ok", Res: eng.Reports(),
+	}
+	if runErr != nil {
+		rep.Result, rep.Error = "failed", runErr.Error()
+	}
+	for _, r := range rep.Res {
+		if r.Changed {
+			rep.Changed++
+		}
+		if r.Failed {
+			rep.Failed++
+		}
+	}
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(cfg.Report), ".mgmt-report-*")
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), cfg.Report)
+}
