@@ -602,19 +602,15 @@ func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool) (
 		defer release()
 	}
 	if t := n.v.Meta.Timeout; t > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Second)
-		defer cancel()
+		changed, err = n.checkApplyWithin(ctx, apply, time.Duration(t)*time.Second)
+	} else {
+		err = safeCall("CheckApply", func() error {
+			var err error
+			changed, err = n.v.Res.CheckApply(ctx, apply)
+			return err
+		})
 	}
-	err = safeCall("CheckApply", func() error {
-		var err error
-		changed, err = n.v.Res.CheckApply(ctx, apply)
-		return err
-	})
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("timed out after %ds (meta timeout): %w", n.v.Meta.Timeout, err)
-		}
 		return false, err
 	}
 	if refresh && apply {
@@ -635,6 +631,55 @@ func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool) (
 		}
 	}
 	return changed, nil
+}
+
+// stuckGrace is how long a check-and-apply may overrun its meta timeout
+// (ignoring its context) before the vertex stops waiting for it.
+var stuckGrace = time.Second
+
+// checkApplyWithin runs CheckApply with a time limit. A resource that
+// ignores its context and hangs is left behind after stuckGrace: the vertex
+// fails, and its next check first waits for the stuck one to return, so one
+// resource never runs twice at once.
+func (n *node) checkApplyWithin(ctx context.Context, apply bool, limit time.Duration) (bool, error) {
+	if n.stuck != nil {
+		select {
+		case <-n.stuck:
+			n.stuck = nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, limit)
+	type result struct {
+		changed bool
+		err     error
+	}
+	ch := make(chan result, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer cancel()
+		var r result
+		r.err = safeCall("CheckApply", func() error {
+			var err error
+			r.changed, err = n.v.Res.CheckApply(cctx, apply)
+			return err
+		})
+		if r.err != nil && cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			r.err = fmt.Errorf("timed out after %v (meta timeout): %w", limit, r.err)
+		}
+		ch <- r
+	}()
+	t := time.NewTimer(limit + stuckGrace)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.changed, r.err
+	case <-t.C:
+		n.stuck = done
+		return false, fmt.Errorf("timed out after %v (meta timeout) and did not stop: left running", limit)
+	}
 }
 
 // stop waits for every vertex to stop, at most StopTimeout, and sums up

@@ -377,3 +377,29 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	}
 	waitFor(t, func() bool { return runtime.NumGoroutine() <= before })
 }
+
+// A check that ignores its context and hangs is left behind once its meta
+// timeout (and a grace period) has passed: its vertex fails, the rest of
+// the graph converges, and the run ends.
+func TestHangingCheckIgnoringContext(t *testing.T) {
+	old := stuckGrace
+	stuckGrace = 100 * time.Millisecond
+	defer func() { stuckGrace = old }()
+	release := make(chan struct{})
+	defer close(release)
+	hang := vtx("hang", &fake{check: func(context.Context, bool) (bool, error) {
+		<-release // ignores ctx on purpose
+		return false, nil
+	}})
+	hang.Meta.Timeout = 1
+	other := &fake{}
+	err := runFor(t, graphOf(t, []*Vertex{hang, vtx("other", other)}), 0)
+	var re *RunError
+	if !errors.As(err, &re) || len(re.Failures) != 1 || re.Failures[0].Res != "fake[hang]" ||
+		!strings.Contains(re.Failures[0].Err.Error(), "did not stop") {
+		t.Fatalf("want a RunError naming fake[hang] as stuck, got %v", err)
+	}
+	if other.checks.Load() != 1 {
+		t.Fatal("the independent vertex did not converge")
+	}
+}

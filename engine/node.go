@@ -28,6 +28,7 @@ type node struct {
 	ctx    context.Context // the vertex's own; set by start
 	done   chan struct{}   // closed once the resource is closed
 	bucket *bucket         // meta limit/burst; nil when unlimited
+	stuck  chan struct{}   // a timed-out check still running; only the worker uses it
 
 	// guarded by Engine.mu
 	working  bool          // a worker goroutine runs process
