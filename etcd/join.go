@@ -102,7 +102,10 @@ func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error)
 	cfg.InitialCluster = initialCluster(members, id, cfg.Name)
 	s, err := StartServer(ctx, cfg)
 	if err == nil && learner {
-		if err = seeds.promote(ctx, id); err != nil {
+		if err = seeds.promote(ctx, id); err == nil {
+			err = s.waitVoter(ctx)
+		}
+		if err != nil {
 			s.Stop()
 		}
 	}
@@ -120,13 +123,16 @@ func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error)
 // addLearner adds a learner with peerURLs. etcd refuses a change of
 // membership until the leader has been connected to a quorum for 5 s
 // (ErrUnhealthy: right after another member joined or one died) and allows
-// one learner at a time: both are waited out, until ctx ends.
+// one learner at a time: both are waited out, until ctx ends. A member's ID
+// is derived from its peer URLs and the current second, so re-adding the
+// peer URLs of a member removed within the same second is refused as
+// "member not found" (the ID was removed): the next second gives a new ID.
 func (c *Client) addLearner(ctx context.Context, peerURLs []string) (*clientv3.MemberAddResponse, error) {
 	var resp *clientv3.MemberAddResponse
 	err := retry(ctx, func() (err error) {
 		resp, err = c.cli.MemberAddAsLearner(ctx, peerURLs)
 		return err
-	}, rpctypes.ErrUnhealthy, rpctypes.ErrTooManyLearners)
+	}, rpctypes.ErrUnhealthy, rpctypes.ErrTooManyLearners, rpctypes.ErrMemberNotFound)
 	return resp, err
 }
 
@@ -206,4 +212,20 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// waitVoter waits until the server has applied its own promotion: until
+// then it refuses clients ("rpc not supported for learner"). etcd has no
+// notification for it; the wait is short, a raft round trip.
+func (s *Server) waitVoter(ctx context.Context) error {
+	for s.e.Server.IsLearner() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the promotion to apply: %w", ctx.Err())
+		case <-s.Done():
+			return fmt.Errorf("wait for the promotion to apply: %w", ErrNotReady)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
