@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -91,6 +92,37 @@ type bus struct {
 type watch struct {
 	dirty func()
 	paths []dbus.ObjectPath
+	seen  map[string]any // last values of watchedProps signalled; guarded by the bus's mu
+}
+
+// watchedProps are the properties of a unit whose change marks its
+// resource dirty. Other changes (time stamps, a Result rewritten with the
+// same state) do not: a start that systemd refuses (the start rate limit)
+// leaves a failed unit failed, and must not wake the resource to try again
+// at once, in a loop; its retries are the engine's business.
+var watchedProps = []string{"ActiveState", "SubState", "LoadState", "NeedDaemonReload", "UnitFileState"}
+
+// changedLocked records the signalled values and reports whether one of
+// watchedProps changed (or was invalidated).
+func (w *watch) changedLocked(props map[string]dbus.Variant, invalidated []string) bool {
+	changed := false
+	for _, k := range watchedProps {
+		v, ok := props[k]
+		if !ok {
+			continue
+		}
+		if old, had := w.seen[k]; !had || old != v.Value() {
+			w.seen[k] = v.Value()
+			changed = true
+		}
+	}
+	for _, k := range invalidated {
+		if slices.Contains(watchedProps, k) {
+			delete(w.seen, k)
+			changed = true
+		}
+	}
+	return changed
 }
 
 var (
@@ -206,12 +238,16 @@ func (b *bus) dispatch(sigs <-chan *dbus.Signal) {
 	for s := range sigs {
 		switch s.Name {
 		case propsChanged:
-			if len(s.Body) == 0 || s.Body[0] != sdUnit {
+			if len(s.Body) != 3 || s.Body[0] != sdUnit {
 				continue
 			}
+			props, _ := s.Body[1].(map[string]dbus.Variant)
+			invalidated, _ := s.Body[2].([]string)
 			b.mu.Lock()
 			for w := range b.watches[s.Path] {
-				w.dirty()
+				if w.changedLocked(props, invalidated) {
+					w.dirty()
+				}
 			}
 			b.mu.Unlock()
 		case sigReloading:
@@ -243,7 +279,7 @@ func unitPath(name string) dbus.ObjectPath {
 // when the name is an alias), and on every daemon reload and unit file
 // change. The match rules are added on the bus once per path.
 func (b *bus) addWatch(ctx context.Context, dirty func(), paths ...dbus.ObjectPath) (*watch, error) {
-	w := &watch{dirty: dirty}
+	w := &watch{dirty: dirty, seen: map[string]any{}}
 	for _, p := range paths {
 		b.mu.Lock()
 		first := b.matches[p] == 0

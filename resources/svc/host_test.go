@@ -1,0 +1,234 @@
+package svc
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/resources/restest"
+)
+
+// The conformance suite on a service that must run and be enabled: it is
+// started and enabled, and a `systemctl stop`, a kill -9 of its main
+// process and a `systemctl disable` inside the host are each seen through
+// systemd's signals and repaired.
+func TestConformanceRunning(t *testing.T) {
+	e := bootHost(t)
+	const name = "mgmt-test-run.service"
+	e.writeUnit(name, unit(sleeper))
+	restest.Run(t, restest.Case{
+		Kind: "svc",
+		Res: func(t *testing.T) engine.Res {
+			r := &Svc{State: StateRunning, Startup: StartupEnabled}
+			r.SetName("mgmt-test-run")
+			return r
+		},
+		State: func(t *testing.T) string { return e.state(name) },
+		Drifts: []restest.Drift{
+			{Name: "systemctl stop", Do: func(t *testing.T) { e.run("systemctl", "stop", name) }},
+			{Name: "kill -9 of the main process", Do: func(t *testing.T) {
+				e.run("sh", "-c", "kill -9 $(systemctl show -P MainPID "+name+")")
+			}},
+			{Name: "systemctl disable", Do: func(t *testing.T) { e.run("systemctl", "disable", name) }},
+		},
+	})
+	if got := e.state(name); got != "active enabled" {
+		t.Errorf("at the end: %s is %q, want active enabled", name, got)
+	}
+}
+
+// The conformance suite on a service that must be stopped and disabled:
+// starting or enabling it by hand is undone.
+func TestConformanceStopped(t *testing.T) {
+	e := bootHost(t)
+	const name = "mgmt-test-stop.service"
+	e.writeUnit(name, unit(sleeper))
+	e.run("systemctl", "enable", "--now", name)
+	restest.Run(t, restest.Case{
+		Kind: "svc",
+		Res: func(t *testing.T) engine.Res {
+			r := &Svc{State: StateStopped, Startup: StartupDisabled}
+			r.SetName(name)
+			return r
+		},
+		State: func(t *testing.T) string { return e.state(name) },
+		Drifts: []restest.Drift{
+			{Name: "systemctl start", Do: func(t *testing.T) { e.run("systemctl", "start", name) }},
+			{Name: "systemctl enable", Do: func(t *testing.T) { e.run("systemctl", "enable", name) }},
+		},
+	})
+	if got := e.state(name); got != "inactive disabled" {
+		t.Errorf("at the end: %s is %q, want inactive disabled", name, got)
+	}
+}
+
+// loop runs r as the engine would and records the errors it reports.
+type loop struct {
+	mu   sync.Mutex // guards errs
+	errs []error
+}
+
+func (l *loop) report(_ bool, err error) {
+	if err != nil {
+		l.mu.Lock()
+		l.errs = append(l.errs, err)
+		l.mu.Unlock()
+	}
+}
+
+func (l *loop) errors() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]error(nil), l.errs...)
+}
+
+// While the resource runs as a vertex would, a `systemctl stop` and a
+// kill -9 of the main process, both inside the host, are repaired: the
+// service runs again, with a new invocation.
+func TestRepairInLoop(t *testing.T) {
+	e := bootHost(t)
+	const name = "mgmt-test-loop.service"
+	e.writeUnit(name, unit(sleeper))
+	r := newSvc(t, "mgmt-test-loop", &Svc{State: StateRunning})
+	var l loop
+	restest.Loop(t, r, l.report)
+	waitFor(t, 10*time.Second, func() bool { return e.active(name) == "active" }, func() string { return name + " was not started" })
+
+	for _, drift := range []struct {
+		name string
+		do   func()
+	}{
+		{"systemctl stop", func() { e.run("systemctl", "stop", name) }},
+		{"kill -9", func() { e.run("sh", "-c", "kill -9 $(systemctl show -P MainPID "+name+")") }},
+	} {
+		before := e.invocation(name)
+		t0 := time.Now()
+		drift.do()
+		waitFor(t, 10*time.Second, func() bool {
+			return e.active(name) == "active" && e.invocation(name) != before
+		}, func() string { return drift.name + ": " + name + " was not started again: " + e.active(name) })
+		t.Logf("%s: running again %v after the command began", drift.name, time.Since(t0).Round(time.Millisecond))
+	}
+	if errs := l.errors(); len(errs) > 0 {
+		t.Errorf("the loop reported errors: %v", errs)
+	}
+}
+
+// A unit that fails to start fails the check with the job's result, the
+// unit's state and result, and its last journal lines.
+func TestFailingUnit(t *testing.T) {
+	e := bootHost(t)
+	const name = "mgmt-test-fail.service"
+	e.writeUnit(name, unit("Type=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c 'echo mgmt-test-boom >&2; sleep 0.2; exec /bin/false'"))
+	r := newSvc(t, "mgmt-test-fail", &Svc{State: StateRunning})
+	defer r.Close()
+	_, err := r.CheckApply(context.Background(), true)
+	var je *JobError
+	if !errors.As(err, &je) || !errors.Is(err, ErrJobFailed) {
+		t.Fatalf("CheckApply: %v, want a *JobError wrapping ErrJobFailed", err)
+	}
+	if je.Op != "start" || je.Result != "failed" || je.ActiveState != "failed" || je.UnitResult != "exit-code" {
+		t.Errorf("JobError %+v: want op start, job result failed, unit failed with result exit-code", je)
+	}
+	msg := err.Error()
+	for _, want := range []string{"start mgmt-test-fail.service", `job result "failed"`, "the unit is failed (failed), result exit-code", "mgmt-test-boom"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+	t.Logf("message: %v", err)
+}
+
+// A service that dies right after a successful start (Type=simple,
+// ExecStart=/bin/false) is started again on each of its deaths until
+// systemd's start rate limit refuses: then the check fails, saying so, and
+// the resource stops trying by itself (the refused start changes no state,
+// so it signals nothing): retrying is left to the engine's retry policy.
+func TestCrashingUnit(t *testing.T) {
+	e := bootHost(t)
+	const name = "mgmt-test-crash.service"
+	e.writeUnit(name, "[Unit]\nStartLimitIntervalSec=60\nStartLimitBurst=3\n[Service]\nExecStart=/bin/false\n")
+	r := newSvc(t, "mgmt-test-crash", &Svc{State: StateRunning})
+	var l loop
+	restest.Loop(t, r, l.report)
+	waitFor(t, 10*time.Second, func() bool { return len(l.errors()) > 0 },
+		func() string { return "no failure reported; " + name + " is " + e.active(name) })
+	err := l.errors()[0]
+	if !errors.Is(err, ErrJobFailed) || !strings.Contains(err.Error(), "Start request repeated too quickly") {
+		t.Errorf("first error %q: want ErrJobFailed, with systemd's journal line on the start limit", err)
+	}
+	// Nothing happens any more: no state changes, so no event, no check.
+	time.Sleep(500 * time.Millisecond)
+	if errs := l.errors(); len(errs) > 1 {
+		t.Errorf("%d failures: the resource keeps trying by itself:%s", len(errs), errorsString(errs))
+	}
+	t.Logf("message: %v", err)
+}
+
+func errorsString(errs []error) string {
+	var b strings.Builder
+	for _, err := range errs {
+		b.WriteString("\n  " + err.Error())
+	}
+	return b.String()
+}
+
+// No result within the time limit: the check fails with ErrJobTimeout.
+func TestJobTimeout(t *testing.T) {
+	e := bootHost(t)
+	const name = "mgmt-test-slow.service"
+	e.writeUnit(name, unit("Type=notify\nTimeoutStartSec=30\n"+sleeper))
+	old := jobTimeout
+	jobTimeout = 300 * time.Millisecond
+	defer func() { jobTimeout = old }()
+	r := newSvc(t, "mgmt-test-slow", &Svc{State: StateRunning})
+	defer r.Close()
+	_, err := r.CheckApply(context.Background(), true)
+	var je *JobError
+	if !errors.As(err, &je) || !errors.Is(err, ErrJobTimeout) {
+		t.Fatalf("CheckApply: %v, want a *JobError wrapping ErrJobTimeout", err)
+	}
+	if je.ActiveState != "activating" {
+		t.Errorf("the unit is %s, want activating (still starting)", je.ActiveState)
+	}
+	t.Logf("message: %v", err)
+}
+
+// An unknown unit fails the check when it must run or be enabled, and is
+// fine when it must be stopped; a masked one cannot be started.
+func TestUnknownAndMasked(t *testing.T) {
+	e := bootHost(t)
+	r := newSvc(t, "mgmt-test-nonexistent", &Svc{State: StateRunning})
+	defer r.Close()
+	_, err := r.CheckApply(context.Background(), true)
+	if !errors.Is(err, ErrUnknownUnit) {
+		t.Fatalf("CheckApply: %v, want ErrUnknownUnit", err)
+	}
+	if !strings.Contains(err.Error(), "mgmt-test-nonexistent.service: no such unit") {
+		t.Errorf("message %q does not name the unit", err)
+	}
+	t.Logf("message: %v", err)
+	// Again: no second daemon reload for the same unknown unit.
+	if _, err := r.CheckApply(context.Background(), true); !errors.Is(err, ErrUnknownUnit) {
+		t.Fatalf("second CheckApply: %v, want ErrUnknownUnit", err)
+	}
+
+	stopped := newSvc(t, "mgmt-test-nonexistent2", &Svc{State: StateStopped, Startup: StartupDisabled})
+	defer stopped.Close()
+	mustCheck(t, stopped, true, false)
+
+	const masked = "mgmt-test-masked.service"
+	if err := e.h.WriteFile("/usr/lib/systemd/system/"+masked, []byte(unit(sleeper)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.run("systemctl", "mask", masked)
+	m := newSvc(t, masked, &Svc{State: StateRunning})
+	defer m.Close()
+	if _, err := m.CheckApply(context.Background(), true); !errors.Is(err, ErrMasked) {
+		t.Fatalf("CheckApply of a masked unit: %v, want ErrMasked", err)
+	}
+}
