@@ -392,7 +392,7 @@ func (r *Svc) jobError(ctx context.Context, b *bus, op, result string, err error
 	if iface := typeInterface(r.unit); iface != "" {
 		b.getProp(ctx, unitPath(r.unit), iface, "Result", &e.UnitResult) // best effort
 	}
-	e.Journal = r.journal(ctx)
+	e.Journal = r.journal(ctx, b.addr)
 	return e
 }
 
@@ -425,7 +425,7 @@ var procRoot = regexp.MustCompile(`^unix:path=(/proc/[0-9]+/root)/`)
 // journal returns the unit's last journal lines, read with journalctl on
 // this machine (or below the root of the host whose bus this is), or nil
 // when they cannot be read quickly. It never fails.
-func (r *Svc) journal(ctx context.Context) []string {
+func (r *Svc) journal(ctx context.Context, addr string) []string {
 	bin, err := exec.LookPath("journalctl")
 	if err != nil {
 		return nil
@@ -433,7 +433,6 @@ func (r *Svc) journal(ctx context.Context) []string {
 	ctx, cancel := context.WithTimeout(ctx, journalTimeout)
 	defer cancel()
 	args := []string{"--no-pager", "--quiet", "-o", "short", "-n", fmt.Sprint(journalLines)}
-	addr := r.address()
 	if m := procRoot.FindStringSubmatch(addr); m != nil {
 		args = append(args, "--root="+m[1])
 	} else if !strings.HasPrefix(addr, "unix:path=/run/") && !strings.HasPrefix(addr, "unix:path=/var/run/") {
