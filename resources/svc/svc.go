@@ -86,23 +86,18 @@ func (r *Svc) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	base := strings.TrimSuffix(r.unit, ".service")
+	badAt := strings.IndexFunc(r.unit, func(c rune) bool { return !validUnitChar(c) })
 	switch {
 	case r.unit == "":
 		bad("name: missing: the resource's name is the unit, e.g. name: nginx (nginx.service)")
-	case strings.ContainsAny(r.unit, "/\x00") || strings.ContainsFunc(r.unit, func(c rune) bool { return c <= ' ' || c >= 0x7f }):
-		bad("name: %q is not a unit name: want letters, digits and :-_.\\@ only, e.g. nginx or getty@tty1", r.unit)
+	case badAt >= 0:
+		bad("name: %q is not a unit name: it contains %q; want letters, digits and :-_.\\@ only, e.g. nginx or getty@tty1", r.unit, []rune(r.unit[badAt:])[0])
 	case len(r.unit) > 255:
 		bad("name: %q is too long for a unit name (255 bytes at most)", r.unit)
 	case base == "" || strings.HasPrefix(r.unit, "."):
 		bad("name: %q is not a unit name", r.unit)
 	case strings.HasSuffix(base, "@"):
 		bad("name: %q is a template: name an instance, e.g. %s%s", r.unit, base, "tty1.service")
-	}
-	for _, c := range r.unit {
-		if !validUnitChar(c) {
-			bad("name: %q contains %q: a unit name has letters, digits and :-_.\\@ only", r.unit, c)
-			break
-		}
 	}
 	switch r.State {
 	case "", StateRunning, StateStopped:
