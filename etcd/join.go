@@ -64,7 +64,21 @@ func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error)
 		if self != nil && slices.Equal(sorted(self.PeerURLs), sorted(peerURLs)) {
 			cfg.Existing = true
 			cfg.InitialCluster = initialCluster(members, self.ID, cfg.Name)
-			return StartServer(ctx, cfg)
+			s, err := StartServer(ctx, cfg)
+			if err == nil && self.IsLearner {
+				// It died between its start and its promotion.
+				if err = seeds.promote(ctx, self.ID); err == nil {
+					err = s.waitVoter(ctx)
+				}
+				if err != nil {
+					s.Stop()
+					s = nil
+				}
+			}
+			if err != nil {
+				return nil, fmt.Errorf("join as %q: %w", cfg.Name, err)
+			}
+			return s, nil
 		}
 		old := cfg.DataDir + ".removed"
 		if err := os.RemoveAll(old); err != nil {

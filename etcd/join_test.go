@@ -103,7 +103,12 @@ func TestJoinRollback(t *testing.T) {
 // started voting members, and returns them by name.
 func wantMembers(t testing.TB, c *Client, names ...string) map[string]*etcdserverpb.Member {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	return wantMembersWithin(t, c, 15*time.Second, names...)
+}
+
+func wantMembersWithin(t testing.TB, c *Client, d time.Duration, names ...string) map[string]*etcdserverpb.Member {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		members, err := c.memberList(t.Context())
 		byName := map[string]*etcdserverpb.Member{}

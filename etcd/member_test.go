@@ -29,6 +29,19 @@ func runMemberProcess() {
 	defer stop()
 	var s *Server
 	var err error
+	if mc.IdealSize > 0 {
+		// An agent in dynamic membership: a client of the seeds that
+		// becomes a member when the leader says so.
+		c, err := Connect(ctx, ClientConfig{Endpoints: mc.Seeds})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "member:", err)
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		c.RunMembership(ctx, MembershipConfig{Host: mc.Server.Name, IdealSize: mc.IdealSize, Server: mc.Server, TTL: mc.TTL}, nil)
+		c.Close()
+		os.Exit(0)
+	}
 	if len(mc.Seeds) == 0 {
 		s, err = StartServer(ctx, mc.Server)
 	} else {
@@ -57,6 +70,9 @@ func runMemberProcess() {
 type memberConfig struct {
 	Server ServerConfig
 	Seeds  []string
+	// With IdealSize, the process is an agent in dynamic membership.
+	IdealSize int
+	TTL       time.Duration
 }
 
 // memberProcess is an etcd member running in a child process.
@@ -68,7 +84,13 @@ type memberProcess struct {
 // ready; the child is killed at the end of the test if still running.
 func startMemberProcess(t testing.TB, cfg ServerConfig, seeds ...string) *memberProcess {
 	t.Helper()
-	js, err := json.Marshal(memberConfig{Server: cfg, Seeds: seeds})
+	return startProcess(t, memberConfig{Server: cfg, Seeds: seeds})
+}
+
+func startProcess(t testing.TB, mc memberConfig) *memberProcess {
+	t.Helper()
+	cfg := mc.Server
+	js, err := json.Marshal(mc)
 	if err != nil {
 		t.Fatal(err)
 	}
