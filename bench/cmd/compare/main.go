@@ -1,0 +1,199 @@
+// Command compare runs the same work with mgmt and with the tools users
+// would otherwise pick (Puppet, Ansible, CFEngine, PackageKit's pkcon,
+// apt-get, a shell floor), alternating them run by run, and writes the
+// medians, spreads and ratios, with the machine and the tools' versions, to
+// docs/benchmarks.md.
+//
+//	go run ./bench/cmd/compare [-quick] [-mgmt ./mgmt] [-out docs/benchmarks.md]
+//
+// It installs the peers it compares against from Debian's packages when
+// they are missing. Package work happens only inside a disposable test host
+// (test/testhost) against the local repository of tiny packages
+// (test/testrepo); everything else happens under a temporary directory that
+// is removed at the end.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The tools, as the table names them.
+const (
+	toolMgmt     = "mgmt"
+	toolPuppet   = "puppet"
+	toolAnsible  = "ansible"
+	toolCFEngine = "cfengine"
+)
+
+// plan is how much of each scenario a run does.
+type plan struct {
+	startupRuns  int
+	execSleep    string
+	execRuns     int
+	fileSizes    []int
+	ansibleFiles int // the size at which Ansible also runs (it needs a process per file)
+	fileRuns     int
+	fileBudget   time.Duration
+	pkgRuns      int
+	driftFiles   int
+	driftSamples int
+	svcSamples   int
+	pkgSamples   int
+	exportSizes  []int
+	exportRuns   int
+	noopSizes    []int
+	noopRuns     int
+}
+
+var (
+	quickPlan = plan{
+		startupRuns: 5,
+		execSleep:   "0.5", execRuns: 1,
+		fileSizes: []int{10, 1000}, ansibleFiles: 10, fileRuns: 1,
+		pkgRuns:    1,
+		driftFiles: 100, driftSamples: 20, svcSamples: 10, pkgSamples: 3,
+		exportSizes: []int{3}, exportRuns: 1,
+		noopSizes: []int{1000, 10000}, noopRuns: 1,
+	}
+	fullPlan = plan{
+		startupRuns: 20,
+		execSleep:   "2", execRuns: 3,
+		fileSizes: []int{100, 1000, 10000}, ansibleFiles: 100, fileRuns: 3, fileBudget: 90 * time.Second,
+		pkgRuns:    3,
+		driftFiles: 1000, driftSamples: 100, svcSamples: 30, pkgSamples: 10,
+		exportSizes: []int{3, 10}, exportRuns: 3,
+		noopSizes: []int{1000, 10000, 100000}, noopRuns: 3,
+	}
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "timeit" {
+		os.Exit(timeit(os.Args[2:]))
+	}
+	os.Exit(run())
+}
+
+func run() int {
+	quick := flag.Bool("quick", false, "the quick subset: fewer runs, smaller sizes")
+	mgmtBin := flag.String("mgmt", "./mgmt", "the mgmt binary to measure (make build)")
+	out := flag.String("out", "", "write the report to this file (docs/benchmarks.md); empty: standard output only")
+	madeBy := flag.String("made-by", "", "the command that ran this program, for the report (e.g. \"make bench\")")
+	only := flag.String("only", "", "run only these scenarios (comma-separated: "+strings.Join(scenarioIDs, ",")+")")
+	noInstall := flag.Bool("no-install", false, "do not install missing peers")
+	keep := flag.Bool("keep", false, "keep the work directory (manifests, graphs, logs)")
+	flag.Parse()
+
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	p := fullPlan
+	if *quick {
+		p = quickPlan
+	}
+	var want []string
+	if *only != "" {
+		want = strings.Split(*only, ",")
+		for _, id := range want {
+			if !slices.Contains(scenarioIDs, id) {
+				fmt.Fprintf(os.Stderr, "compare: unknown scenario %q (have %s)\n", id, strings.Join(scenarioIDs, ", "))
+				return 2
+			}
+		}
+	}
+	mgmt, err := filepath.Abs(*mgmtBin)
+	if err == nil {
+		_, err = os.Stat(mgmt)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "compare: the mgmt binary: %v (run make build)\n", err)
+		return 2
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "compare: must run as root (peers, test hosts)")
+		return 2
+	}
+	work, err := os.MkdirTemp("", "mgmt-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		return 1
+	}
+	if *keep {
+		log.Info("work directory kept", "dir", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+
+	started := time.Now()
+	b := newBench(ctx, log, work, mgmt, p)
+	if !*noInstall {
+		for pkg, err := range installPeers(ctx, log) {
+			b.installErr = append(b.installErr, fmt.Sprintf("%s: %v", pkg, err))
+		}
+		slices.Sort(b.installErr)
+	}
+	b.findTools(ctx)
+
+	var scens []*scenario
+	for _, id := range scenarioIDs {
+		if len(want) > 0 && !slices.Contains(want, id) {
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		for _, s := range b.scenarios(ctx, id) {
+			log.Info("scenario", "id", s.id, "title", s.title)
+			s.run(ctx, log)
+			scens = append(scens, s)
+		}
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "compare: interrupted; no report written")
+		return 1
+	}
+	var rows []row
+	for _, s := range scens {
+		rows = append(rows, s.rows()...)
+	}
+	command := *madeBy
+	if command == "" {
+		command = "go run ./bench/cmd/compare"
+	}
+	r := &report{
+		command:  command,
+		argv:     "go run ./bench/cmd/compare " + strings.Join(os.Args[1:], " "),
+		started:  started,
+		took:     time.Since(started),
+		machine:  describeMachine(work),
+		versions: b.versions(ctx),
+		install:  b.installErr,
+		rows:     rows,
+		scens:    scens,
+		howRun:   b.howRun(),
+	}
+	md := r.markdown()
+	fmt.Println(table(rows))
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			return 1
+		}
+		log.Info("report written", "file", *out)
+	}
+	return 0
+}
+
+// errPending marks a scenario or tool whose mgmt side has not landed yet.
+var errPending = errors.New("not in ./mgmt yet")

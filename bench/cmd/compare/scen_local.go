@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"time"
+
+	"github.com/mgmtconfig/mgmt/bench/desired"
+	"golang.org/x/sys/unix"
+)
+
+// secs is one sample of one metric.
+func secs(d time.Duration) []float64 { return []float64{d.Seconds()} }
+
+var na = []float64{math.NaN()}
+
+// timed runs argv on t, checks its exit status and returns its time.
+func timed(ctx context.Context, t target, env []string, okCodes []int, argv ...string) (time.Duration, error) {
+	r, err := t.run(ctx, env, argv...)
+	if err != nil {
+		return 0, err
+	}
+	if err := r.ok(okCodes...); err != nil {
+		return 0, err
+	}
+	return r.elapsed, nil
+}
+
+// peerTool builds a tool running one generated file with a peer, or a tool
+// that says why it cannot run.
+func (b *bench) peerTool(name string, trial func(ctx context.Context) ([][]float64, error)) *tool {
+	t := &tool{name: name, trial: trial}
+	if why := b.have(name); why != "" {
+		t.notRun = why
+	}
+	return t
+}
+
+func (b *bench) startupScenario() *scenario {
+	s := &scenario{
+		id:      "startup",
+		title:   "7. start-up",
+		metrics: []metric{{name: "`--version`", unit: "s"}},
+		runs:    b.plan.startupRuns,
+		warmup:  true,
+		notes: []string{"`TOOL --version` on this machine: the cost of starting the program (Ruby for Puppet, Python for Ansible), " +
+			"paid again by every one-shot run."},
+	}
+	cmd := func(name string, argv ...string) *tool {
+		t := b.peerTool(name, func(ctx context.Context) ([][]float64, error) {
+			d, err := timed(ctx, b.local, nil, nil, argv...)
+			return [][]float64{secs(d)}, err
+		})
+		if name == toolMgmt {
+			t.notRun, t.ref = "", true
+		}
+		t.note = "`" + argv[0] + " --version`"
+		if name == toolMgmt {
+			t.note = "`mgmt --version`"
+		}
+		return t
+	}
+	s.tools = []*tool{
+		cmd(toolMgmt, b.mgmt, "--version"),
+		cmd(toolPuppet, "puppet", "--version"),
+		cmd(toolAnsible, "ansible-playbook", "--version"),
+		cmd(toolCFEngine, "cf-agent", "--version"),
+		cmd("pkcon", "pkcon", "--version"),
+		cmd("apt-get", "apt-get", "--version"),
+	}
+	return s
+}
+
+func (b *bench) execScenario() *scenario {
+	e := desired.Execs{Sleep: b.plan.execSleep}
+	s := &scenario{
+		id:      "execs",
+		title:   fmt.Sprintf("3. four execs of `sleep %s`, three chained", e.Sleep),
+		metrics: []metric{{name: "run", unit: "s"}},
+		runs:    b.plan.execRuns,
+		notes: []string{fmt.Sprintf("Four commands `env STEP=i sleep %s`: 1 → 2 → 3 in a chain, 4 alone. The critical path is three sleeps; "+
+			"a tool that runs one command at a time needs four. mgmt runs the lone one beside the chain; "+
+			"Puppet, Ansible and CFEngine run one at a time.", e.Sleep)},
+	}
+	files := map[string][]byte{"execs.yaml": e.Mgmt(), "execs.pp": e.Puppet(), "execs.yml": e.Ansible(), "execs.cf": e.CFEngine(), "execs.sh": e.Shell()}
+	paths := map[string]string{}
+	for name, data := range files {
+		p, err := b.write("execs/"+name, data)
+		if err != nil {
+			s.tools = []*tool{{name: toolMgmt, notRun: "writing " + name + ": " + err.Error()}}
+			return s
+		}
+		paths[name] = p
+	}
+	one := func(name string, env []string, ok []int, argv ...string) *tool {
+		return b.peerTool(name, func(ctx context.Context) ([][]float64, error) {
+			d, err := timed(ctx, b.local, env, ok, argv...)
+			return [][]float64{secs(d)}, err
+		})
+	}
+	mg := one(toolMgmt, nil, nil, b.mgmtRun(b.mgmt, paths["execs.yaml"], b.path("execs/mgmt-prefix"))...)
+	mg.notRun, mg.ref = "", true
+	sh := one("shell (floor)", nil, nil, "bash", paths["execs.sh"])
+	sh.notRun = ""
+	s.tools = []*tool{
+		mg,
+		one(toolPuppet, nil, puppetOK, b.puppetApply(paths["execs.pp"], false)...),
+		one(toolAnsible, nil, nil, ansiblePlaybook(paths["execs.yml"])...),
+		one(toolCFEngine, nil, nil, cfAgent(paths["execs.cf"])...),
+		sh,
+	}
+	return s
+}
+
+// syncAll flushes every filesystem's dirty pages (untimed, between phases).
+func syncAll() { unix.Sync() }
+
+func (b *bench) filesScenario(n int) *scenario {
+	f := desired.Files{Root: b.path(fmt.Sprintf("files-%d/tree", n)), N: n}
+	dir := fmt.Sprintf("files-%d/", n)
+	s := &scenario{
+		id:    "files",
+		title: fmt.Sprintf("2. %d files", n),
+		metrics: []metric{
+			{name: "first apply", unit: "s"},
+			{name: "check, nothing to do", unit: "s"},
+			{name: "repair 10 edited", unit: "s"},
+		},
+		runs:    b.plan.fileRuns,
+		budget:  b.plan.fileBudget,
+		minRuns: 1,
+		notes: []string{fmt.Sprintf("%d files with given contents (two lines each), %d to a directory; the directories "+
+			"and their parent are part of the desired state. Each run starts from nothing: first apply, then a check with nothing to do, "+
+			"then a repair after 10 files were overwritten. After every phase the program reads every file back and fails the run "+
+			"unless each holds its content.", n, desired.PerDir)},
+	}
+	gen := map[string][]byte{"graph.yaml": f.Mgmt(), "site.pp": f.Puppet(), "converge.sh": f.Shell(), "policy.cf": f.CFEngine()}
+	if n <= b.plan.ansibleFiles {
+		gen["play.yml"] = f.Ansible()
+	}
+	paths := map[string]string{}
+	for name, data := range gen {
+		p, err := b.write(dir+name, data)
+		if err != nil {
+			s.tools = []*tool{{name: toolMgmt, notRun: "writing " + name + ": " + err.Error()}}
+			return s
+		}
+		paths[name] = p
+	}
+	reset := func(ctx context.Context) error {
+		if err := os.RemoveAll(f.Root); err != nil {
+			return err
+		}
+		syncAll()
+		return nil
+	}
+	three := func(name string, env []string, ok []int, argv ...string) *tool {
+		t := b.peerTool(name, func(ctx context.Context) ([][]float64, error) {
+			var out [][]float64
+			for phase := 0; phase < 3; phase++ {
+				if phase == 2 {
+					if err := editFiles(f, 10); err != nil {
+						return nil, err
+					}
+				}
+				syncAll()
+				d, err := timed(ctx, b.local, env, ok, argv...)
+				if err != nil {
+					return nil, err
+				}
+				if err := verifyFiles(f); err != nil {
+					return nil, fmt.Errorf("after %s: %w", s.metrics[phase].name, err)
+				}
+				out = append(out, secs(d))
+			}
+			return out, nil
+		})
+		t.reset = reset
+		return t
+	}
+	mg := three(toolMgmt, nil, nil, b.mgmtRun(b.mgmt, paths["graph.yaml"], b.path(dir+"mgmt-prefix"))...)
+	mg.notRun, mg.ref = "", true
+	sh := three("shell (floor)", nil, nil, "bash", paths["converge.sh"])
+	sh.notRun = ""
+	an := three(toolAnsible, nil, nil, ansiblePlaybook(paths["play.yml"])...)
+	if n > b.plan.ansibleFiles && an.notRun == "" {
+		an.notRun = fmt.Sprintf("not run at this size: Ansible runs a module process per file; it runs in the %d-file rows", b.plan.ansibleFiles)
+	}
+	s.tools = []*tool{
+		mg,
+		three(toolPuppet, nil, puppetOK, b.puppetApply(paths["site.pp"], false)...),
+		an,
+		three(toolCFEngine, nil, nil, cfAgent(paths["policy.cf"])...),
+		sh,
+	}
+	return s
+}
+
+// editFiles overwrites k files spread over the tree with other content.
+func editFiles(f desired.Files, k int) error {
+	for j := 0; j < k; j++ {
+		i := j * f.N / k
+		if err := os.WriteFile(f.Path(i), []byte("edited by the benchmark\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifyFiles checks that every file of f holds its content.
+func verifyFiles(f desired.Files) error {
+	bad := 0
+	var first error
+	for i := 0; i < f.N; i++ {
+		b, err := os.ReadFile(f.Path(i))
+		if err == nil && !bytes.Equal(b, []byte(f.Content(i))) {
+			err = fmt.Errorf("%s: wrong content %q", f.Path(i), b)
+		}
+		if err != nil {
+			bad++
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d files not as desired, e.g. %w", bad, f.N, first)
+	}
+	return nil
+}
+
+func (b *bench) scaleScenario() *scenario {
+	s := &scenario{
+		id:    "scale",
+		title: "6. engine scale, noop vertices",
+		metrics: []metric{
+			{name: "one-shot run", unit: "s"},
+			{name: "peak memory (max RSS)", unit: "MB"},
+		},
+		runs: b.plan.noopRuns,
+		notes: []string{"mgmt only: `mgmt run --converged-timeout=0` of a graph of N noop vertices without edges " +
+			"(parse, compile, start a goroutine per vertex, converge, stop). Peak memory is the process's maximum resident set " +
+			"(getrusage's ru_maxrss, what GNU time's %M reports), in MB of 10^6 bytes."},
+	}
+	for _, n := range b.plan.noopSizes {
+		name := fmt.Sprintf("noop-%d.yaml", n)
+		t := &tool{name: fmt.Sprintf("mgmt, %d noops", n)}
+		p, err := b.write("scale/"+name, desired.Noops(n))
+		if err != nil {
+			t.notRun = err.Error()
+		}
+		argv := b.mgmtRun(b.mgmt, p, b.path("scale/mgmt-prefix"))
+		t.trial = func(ctx context.Context) ([][]float64, error) {
+			r, err := b.local.run(ctx, nil, argv...)
+			if err != nil {
+				return nil, err
+			}
+			if err := r.ok(); err != nil {
+				return nil, err
+			}
+			return [][]float64{secs(r.elapsed), {float64(r.maxRSS) * 1024 / 1e6}}, nil
+		}
+		s.tools = append(s.tools, t)
+	}
+	return s
+}
