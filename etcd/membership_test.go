@@ -1,25 +1,9 @@
 package etcd
 
 import (
-	"context"
-	"sync"
 	"testing"
 	"time"
 )
-
-// runAgent runs RunMembership for host in the test's process until the
-// end of the test.
-func runAgent(t *testing.T, c *Client, cfg MembershipConfig, running *Server) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := c.RunMembership(ctx, cfg, running); err != nil {
-			t.Errorf("agent %s: %v", cfg.Host, err)
-		}
-	})
-	t.Cleanup(func() { cancel(); wg.Wait() })
-}
 
 // TestDynamicMembership grows a cluster from one member to the ideal three
 // as agents arrive, leaves a fourth agent a client, and replaces a member
@@ -27,33 +11,38 @@ func runAgent(t *testing.T, c *Client, cfg MembershipConfig, running *Server) {
 func TestDynamicMembership(t *testing.T) {
 	const ideal = 3
 	ttl := time.Second
-	cfgA := testServerConfig(t, "a")
-	a, err := StartServer(t.Context(), cfgA)
-	if err != nil {
-		t.Fatal(err)
+	start := func(host string, seeds []string) *Agent {
+		t.Helper()
+		ag, err := StartAgent(t.Context(), AgentConfig{
+			Host: host, Seeds: seeds, IdealClusterSize: ideal, MembershipTTL: ttl,
+			Server: testServerConfig(t, host),
+		})
+		if err != nil {
+			t.Fatalf("agent %s: %v", host, err)
+		}
+		t.Cleanup(ag.Stop)
+		return ag
 	}
-	ca := connectTest(t, a.Endpoints())
-	runAgent(t, ca, MembershipConfig{Host: "a", IdealSize: ideal, Server: cfgA, TTL: ttl}, a)
-	obs := connectTest(t, a.Endpoints())
+	ca := start("a", nil).Client()
+	seeds := ca.Endpoints()
+	obs := connectTest(t, seeds)
 
 	// b, in a process of its own so that it can be killed for real.
-	b := startProcess(t, memberConfig{Server: testServerConfig(t, "b"), Seeds: a.Endpoints(), IdealSize: ideal, TTL: ttl})
-	start := time.Now()
+	b := startProcess(t, memberConfig{Server: testServerConfig(t, "b"), Seeds: seeds, IdealSize: ideal, TTL: ttl})
+	began := time.Now()
 	wantMembersWithin(t, obs, 30*time.Second, "a", "b")
-	t.Logf("1 -> 2 members in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("1 -> 2 members in %v", time.Since(began).Round(time.Millisecond))
 
-	start = time.Now()
-	for _, h := range []string{"c", "d"} {
-		cfg := testServerConfig(t, h)
-		runAgent(t, connectTest(t, a.Endpoints()), MembershipConfig{Host: h, IdealSize: ideal, Server: cfg, TTL: ttl}, nil)
-	}
+	began = time.Now()
+	start("c", seeds)
+	start("d", seeds)
 	wantMembersWithin(t, obs, 30*time.Second, "a", "b", "c")
-	t.Logf("2 -> 3 members in %v; d stays a client", time.Since(start).Round(time.Millisecond))
+	t.Logf("2 -> 3 members in %v; d stays a client", time.Since(began).Round(time.Millisecond))
 
-	start = time.Now()
+	began = time.Now()
 	b.kill()
 	wantMembersWithin(t, obs, 30*time.Second, "a", "c", "d")
-	t.Logf("b killed, replaced by d in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("b killed, replaced by d in %v", time.Since(began).Round(time.Millisecond))
 
 	// The exchange works across the new membership.
 	cd := connectTest(t, []string{"http://" + testEndpoint(t, obs, "d")})

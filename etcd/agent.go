@@ -1,0 +1,128 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// AgentConfig is what `mgmt run`'s etcd flags say.
+type AgentConfig struct {
+	Host string // --hostname
+	// Seeds are client URLs of a running cluster (--seeds); none starts a
+	// new cluster with this agent's server as its only member.
+	Seeds []string
+	// NoServer makes the agent only a client of Seeds (--no-server).
+	NoServer bool
+	// IdealClusterSize, if above zero, lets the agents choose which of them
+	// run members (--ideal-cluster-size); see RunMembership.
+	IdealClusterSize int
+	// MembershipTTL: see MembershipConfig.TTL.
+	MembershipTTL time.Duration
+	// Server is the embedded server (--client-urls, --server-urls, TLS,
+	// DataDir under --prefix). Its Name defaults to Host.
+	Server ServerConfig
+	// Client sets the client's TLS, timeouts, namespace and logger; its
+	// Endpoints are chosen by StartAgent.
+	Client ClientConfig
+}
+
+// Agent is an agent's place in the etcd cluster: always a client, and,
+// unless it runs with NoServer, an embedded server when it is a member.
+type Agent struct {
+	client *Client
+	server *Server // static membership only; RunMembership owns its own
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// StartAgent starts what cfg asks for: a new single-member cluster (no
+// seeds), a member joining the seeds' cluster (see Join), a client only
+// (NoServer), or, with IdealClusterSize, a client that takes part in
+// dynamic membership and becomes a member when the agents' leader says so.
+// It returns once the client is connected (and the server, if any, is
+// ready).
+func StartAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
+	if cfg.Host == "" {
+		return nil, fmt.Errorf("%w: an agent needs a host name", ErrConfig)
+	}
+	if cfg.Server.Name == "" {
+		cfg.Server.Name = cfg.Host
+	}
+	if cfg.NoServer && len(cfg.Seeds) == 0 {
+		return nil, fmt.Errorf("%w: --no-server needs --seeds", ErrConfig)
+	}
+	if cfg.Client.TLS == nil {
+		cfg.Client.TLS = cfg.Server.TLS
+	}
+	connect := func(eps []string) (*Client, error) {
+		cc := cfg.Client
+		cc.Endpoints = eps
+		return Connect(ctx, cc)
+	}
+	a := &Agent{cancel: func() {}}
+	var err error
+	switch {
+	case cfg.NoServer:
+		a.client, err = connect(cfg.Seeds)
+		if err != nil {
+			return nil, err
+		}
+	case len(cfg.Seeds) == 0:
+		if a.server, err = StartServer(ctx, cfg.Server); err != nil {
+			return nil, err
+		}
+		if a.client, err = connect(a.server.Endpoints()); err != nil {
+			a.server.Stop()
+			return nil, err
+		}
+	case cfg.IdealClusterSize > 0:
+		if a.client, err = connect(cfg.Seeds); err != nil {
+			return nil, err
+		}
+	default:
+		seeds, err := connect(cfg.Seeds)
+		if err != nil {
+			return nil, err
+		}
+		a.server, err = Join(ctx, seeds, cfg.Server)
+		seeds.Close()
+		if err != nil {
+			return nil, err
+		}
+		if a.client, err = connect(append(a.server.Endpoints(), cfg.Seeds...)); err != nil {
+			a.server.Stop()
+			return nil, err
+		}
+	}
+	if cfg.IdealClusterSize > 0 && !cfg.NoServer {
+		mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		a.cancel = cancel
+		running := a.server
+		a.server = nil // RunMembership owns it now
+		mcfg := MembershipConfig{Host: cfg.Host, IdealSize: cfg.IdealClusterSize, Server: cfg.Server, TTL: cfg.MembershipTTL}
+		a.wg.Go(func() {
+			if err := a.client.RunMembership(mctx, mcfg, running); err != nil && !errors.Is(err, context.Canceled) {
+				a.client.log.Error("dynamic membership stopped", "err", err)
+			}
+		})
+	}
+	return a, nil
+}
+
+// Client returns the agent's connection to the cluster, for Publish and
+// WatchExports.
+func (a *Agent) Client() *Client { return a.client }
+
+// Stop leaves dynamic membership (if any), closes the client and stops the
+// embedded server.
+func (a *Agent) Stop() {
+	a.cancel()
+	a.wg.Wait()
+	a.client.Close()
+	if a.server != nil {
+		a.server.Stop()
+	}
+}
