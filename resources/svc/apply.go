@@ -505,6 +505,7 @@ func (r *Svc) Refresh(ctx context.Context) (bool, error) {
 	if err := r.runJob(ctx, b, op, call); err != nil {
 		return false, err
 	}
-	r.logger().Info("refreshed", "action", op, "took", time.Since(t0).Round(time.Microsecond))
+	done := map[string]string{RefreshRestart: "restarted", RefreshTryRestart: "restarted", RefreshReload: "reloaded"}[op]
+	r.logger().Info(done, "why", "refresh", "action", op, "took", time.Since(t0).Round(time.Microsecond))
 	return true, nil
 }
