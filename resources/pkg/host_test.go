@@ -1,0 +1,456 @@
+package pkg
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/resources/file"
+	"github.com/mgmtconfig/mgmt/resources/pkg/packagekit"
+	"github.com/mgmtconfig/mgmt/resources/restest"
+	"github.com/mgmtconfig/mgmt/resources/svc"
+	"github.com/mgmtconfig/mgmt/test/testhost"
+)
+
+func mustCheck(tb testing.TB, r *Pkg, apply, want bool) {
+	tb.Helper()
+	changed, err := r.CheckApply(testCtx(tb, 2*time.Minute), apply)
+	if err != nil {
+		tb.Fatalf("CheckApply(apply=%v): %v", apply, err)
+	}
+	if changed != want {
+		tb.Fatalf("CheckApply(apply=%v) changed = %v, want %v", apply, changed, want)
+	}
+}
+
+func wantStatus(tb testing.TB, h *testhost.Host, want string, names ...string) {
+	tb.Helper()
+	if got := status(tb, h, names...); got != want {
+		tb.Fatalf("dpkg says\n%s\nwant\n%s", got, want)
+	}
+}
+
+// The conformance suite, state installed: PackageKit installs the package;
+// removed by hand with dpkg while watched, it is seen and reinstalled.
+func TestInstalled(t *testing.T) {
+	h := host(t)
+	purge(t, h, pkgC)
+	t.Cleanup(func() { purge(t, h, pkgC) })
+	restest.Run(t, restest.Case{
+		Kind: "pkg",
+		Res: func(t *testing.T) engine.Res {
+			p := newPkg(pkgC, "")
+			p.AllowUnsupported = true
+			return p
+		},
+		State:   func(t *testing.T) string { return status(t, h, pkgC) },
+		Drifts:  []restest.Drift{{Name: "dpkg --remove", Do: func(t *testing.T) { run(t, h, "dpkg", "--remove", pkgC) }}},
+		Timeout: 30 * time.Second,
+	})
+	wantStatus(t, h, pkgC+" installed 1.0", pkgC)
+}
+
+// The conformance suite, state uninstalled: PackageKit removes the package;
+// installed by hand with apt-get while watched, it is seen and removed.
+func TestUninstalled(t *testing.T) {
+	h := host(t)
+	aptInstall(t, h, pkgC)
+	t.Cleanup(func() { purge(t, h, pkgC) })
+	restest.Run(t, restest.Case{
+		Kind: "pkg",
+		Res: func(t *testing.T) engine.Res {
+			p := newPkg(pkgC, StateUninstalled)
+			p.AllowUnsupported = true
+			return p
+		},
+		State:   func(t *testing.T) string { return status(t, h, pkgC) },
+		Drifts:  []restest.Drift{{Name: "apt-get install", Do: func(t *testing.T) { aptInstall(t, h, pkgC) }}},
+		Timeout: 30 * time.Second,
+	})
+	// Removed, not purged: dpkg keeps the conffile.
+	wantStatus(t, h, pkgC+" config-files 1.0", pkgC)
+}
+
+// A group runs as the engine runs a vertex (Watch, and a check after each
+// burst of events). A package removed by hand with dpkg is reinstalled,
+// by the events of the removal alone: the loop makes only a few checks
+// between the removal and the repair, and none before the removal.
+func TestReinstallWhileRunning(t *testing.T) {
+	h := host(t)
+	purge(t, h, pkgA, pkgC)
+	t.Cleanup(func() { purge(t, h, pkgA, pkgC) })
+	g := group(t, newRes(t, pkgA, ""), newRes(t, pkgC, ""))
+	var mu sync.Mutex
+	var checks int
+	var lastErr error
+	restest.Loop(t, g, func(changed bool, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		checks++
+		if err != nil {
+			lastErr = err
+		}
+	})
+	installed := pkgA + " installed 1.0\n" + pkgC + " installed 1.0"
+	waitFor(t, 30*time.Second, func() bool { return status(t, h, pkgA, pkgC) == installed }, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return "not installed: " + status(t, h, pkgA, pkgC) + "; last error: " + errString(lastErr)
+	})
+	// Let the events of the installation itself (dpkg's status file,
+	// PackageKit's UpdatesChanged) run their checks.
+	waitFor(t, 10*time.Second, func() bool { return !g.busy() }, func() string { return "still checking" })
+	mu.Lock()
+	before := checks
+	mu.Unlock()
+
+	t0 := time.Now()
+	run(t, h, "dpkg", "--remove", pkgC)
+	removed := time.Since(t0)
+	waitFor(t, 30*time.Second, func() bool { return status(t, h, pkgC) == pkgC+" installed 1.0" }, func() string {
+		return "not reinstalled: " + status(t, h, pkgC) + "; last error: " + errString(lastErr)
+	})
+	t.Logf("dpkg --remove took %v; reinstalled %v after it started", removed.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+	waitFor(t, 10*time.Second, func() bool { return !g.busy() }, func() string { return "still checking" })
+	mu.Lock()
+	defer mu.Unlock()
+	if n := checks - before; n < 1 || n > 5 {
+		t.Errorf("%d checks for one removal and its repair: want a few, driven by events", n)
+	}
+	if lastErr != nil {
+		t.Errorf("a check failed: %v", lastErr)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "none"
+	}
+	return err.Error()
+}
+
+// busy reports whether Watch has seen something that no check has looked
+// at since: a check is due or under way.
+func (r *Pkg) busy() bool { return r.clean.Load() != r.gen.Load()+1 }
+
+func waitFor(tb testing.TB, d time.Duration, cond func() bool, msg func() string) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatal(msg())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// newest: an older version installed by hand is updated, in an
+// UpdatePackages transaction.
+func TestNewest(t *testing.T) {
+	h := host(t)
+	purge(t, h, pkgVer)
+	t.Cleanup(func() { purge(t, h, pkgVer) })
+	aptInstall(t, h, pkgVer+"=1.0")
+	o := observe(t, h)
+	p := newRes(t, pkgVer, StateNewest)
+	mustCheck(t, p, false, true)
+	wantStatus(t, h, pkgVer+" installed 1.0", pkgVer)
+	o.reset()
+	mustCheck(t, p, true, true)
+	wantStatus(t, h, pkgVer+" installed 2.0", pkgVer)
+	if got := o.transactions(t, 2); !reflect.DeepEqual(got, []uint32{roleResolve, roleUpdate}) {
+		t.Errorf("transactions (roles) %v, want Resolve, UpdatePackages", got)
+	}
+	mustCheck(t, p, true, false)
+}
+
+// An exact version is installed, downgraded to and upgraded to; a version
+// the repository does not have is an error and changes nothing (the apt
+// backend would install another version if asked blindly).
+func TestExactVersion(t *testing.T) {
+	h := host(t)
+	purge(t, h, pkgVer)
+	t.Cleanup(func() { purge(t, h, pkgVer) })
+	for _, v := range []string{"1.0", "2.0", "1.0"} {
+		p := newRes(t, pkgVer, v)
+		mustCheck(t, p, false, true)
+		mustCheck(t, p, true, true)
+		wantStatus(t, h, pkgVer+" installed "+v, pkgVer)
+		mustCheck(t, p, true, false)
+	}
+	p := newRes(t, pkgVer, "3.0")
+	_, err := p.CheckApply(testCtx(t, time.Minute), true)
+	if !errors.Is(err, ErrVersionNotFound) || !strings.Contains(err.Error(), "3.0") {
+		t.Errorf("version 3.0: %v, want %v naming 3.0", err, ErrVersionNotFound)
+	}
+	wantStatus(t, h, pkgVer+" installed 1.0", pkgVer)
+}
+
+// Three packages grouped are checked with one Resolve and installed by
+// one InstallPackages transaction; a group asking for every kind of
+// change runs at most one transaction of each kind.
+func TestGroupOneTransaction(t *testing.T) {
+	h := host(t)
+	all := []string{pkgA, pkgC, pkgSvc, pkgVer}
+	purge(t, h, all...)
+	t.Cleanup(func() { purge(t, h, all...) })
+	o := observe(t, h)
+
+	g := group(t, newRes(t, pkgA, ""), newRes(t, pkgC, ""), newRes(t, pkgSvc, ""))
+	mustCheck(t, g, true, true)
+	wantStatus(t, h, pkgA+" installed 1.0\n"+pkgC+" installed 1.0\n"+pkgSvc+" installed 1.0", pkgA, pkgC, pkgSvc)
+	if got := o.transactions(t, 2); !reflect.DeepEqual(got, []uint32{roleResolve, roleInstall}) {
+		t.Errorf("transactions (roles) %v, want Resolve, InstallPackages", got)
+	}
+	by := o.changedBy()
+	if by[pkgA] == "" || by[pkgA] != by[pkgC] || by[pkgA] != by[pkgSvc] {
+		t.Errorf("installed by transactions %v, want all three by one", by)
+	}
+
+	// One of each: remove a, keep c, install ver 1.0, svc newest (it is).
+	aptInstall(t, h, pkgVer+"=2.0")
+	o.reset()
+	g = group(t, newRes(t, pkgA, StateUninstalled), newRes(t, pkgC, ""), newRes(t, pkgVer, "1.0"), newRes(t, pkgSvc, StateNewest))
+	mustCheck(t, g, true, true)
+	wantStatus(t, h, pkgA+" config-files 1.0\n"+pkgC+" installed 1.0\n"+pkgSvc+" installed 1.0\n"+pkgVer+" installed 1.0", pkgA, pkgC, pkgSvc, pkgVer)
+	// Resolve; the removal simulated, then done; the version checked;
+	// the installation.
+	want := []uint32{roleResolve, roleRemove, roleRemove, roleResolve, roleInstall}
+	if got := o.transactions(t, len(want)); !reflect.DeepEqual(got, want) {
+		t.Errorf("transactions (roles) %v, want %v", got, want)
+	}
+	o.reset()
+	mustCheck(t, g, true, false)
+	if got := o.transactions(t, 1); !reflect.DeepEqual(got, []uint32{roleResolve}) {
+		t.Errorf("a check with nothing to do ran %v, want one Resolve", got)
+	}
+}
+
+// forgetFiles drops what automatic edges fetched, between phases of a test.
+func forgetFiles() {
+	files.mu.Lock()
+	defer files.mu.Unlock()
+	clear(files.cache)
+	clear(files.pending)
+}
+
+// Automatic edges from PackageKit's file lists, compiled by the engine: a
+// package comes before the file resource of the conffile it ships and
+// before the svc of the unit it ships. An installed package's files come
+// from GetFiles; a package not installed yet is downloaded into apt's cache
+// and its .deb listed, which needs PackageKit to be online: offline, and
+// for a package PackageKit cannot resolve, the package gets no edges and
+// the engine logs a warning, and compiles the rest.
+func TestAutoEdges(t *testing.T) {
+	h := host(t)
+	purge(t, h, pkgC, pkgSvc)
+	t.Cleanup(func() { purge(t, h, pkgC, pkgSvc) })
+	aptInstall(t, h, pkgC)
+	h.Run(testCtx(t, 10*time.Second), "ip", "route", "del", "default") // offline, if an earlier run left it online
+	t.Cleanup(forgetFiles)
+
+	compile := func(t *testing.T) (string, string) {
+		forgetFiles()
+		var vs []*engine.Vertex
+		add := func(kind, name string, r engine.Res) {
+			if n, ok := r.(engine.Namer); ok {
+				n.SetName(name)
+			}
+			if p, ok := r.(*Pkg); ok {
+				p.AllowUnsupported = true
+			}
+			if err := r.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			m := engine.DefaultMeta()
+			m.AutoGroup = false // edges per package; grouping is tested apart
+			vs = append(vs, &engine.Vertex{Kind: kind, Name: name, Meta: m, Res: r, Hash: kind + name})
+		}
+		add("pkg", pkgC, &Pkg{})
+		add("pkg", pkgSvc, &Pkg{})
+		add("pkg", pkgNone, &Pkg{})
+		add("file", "conf", &file.File{Path: "/etc/mgmt-test-c.conf"})
+		add("file", "data-dir", &file.File{Path: "/usr/share/mgmt-test-c/"})
+		add("svc", pkgSvc, &svc.Svc{State: "running"})
+		var logs bytes.Buffer
+		g, err := engine.Compile(testCtx(t, time.Minute), &engine.Decl{Name: "edges", Vertices: vs},
+			slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.String(), logs.String()
+	}
+
+	t.Run("offline", func(t *testing.T) {
+		got, logs := compile(t)
+		want := `Vertices(6):
+  file[conf]
+  file[data-dir]
+  pkg[mgmt-test-c]
+  pkg[mgmt-test-nonexistent]
+  pkg[mgmt-test-svc]
+  svc[mgmt-test-svc]
+Edges(1):
+  pkg[mgmt-test-c] -> file[conf]
+`
+		if got != want {
+			t.Errorf("got\n%s\nwant\n%s", got, want)
+		}
+		for _, w := range []string{"res=pkg[mgmt-test-svc]", "no-network", "res=pkg[" + pkgNone + "]", "package-not-found"} {
+			if !strings.Contains(logs, w) {
+				t.Errorf("warnings do not mention %q:\n%s", w, logs)
+			}
+		}
+		ctx := testCtx(t, time.Minute)
+		_, err := newRes(t, pkgSvc, "").AutoEdges(ctx)
+		if !errors.Is(err, packagekit.ErrNoNetwork) {
+			t.Errorf("offline, a package not installed: %v, want PackageKit's %v", err, packagekit.ErrNoNetwork)
+		}
+		_, err = newRes(t, pkgNone, "").AutoEdges(ctx)
+		if !errors.Is(err, packagekit.ErrPackageNotFound) || !strings.Contains(err.Error(), pkgNone) {
+			t.Errorf("unknown package: %v, want %v naming it", err, packagekit.ErrPackageNotFound)
+		}
+	})
+
+	t.Run("online", func(t *testing.T) {
+		online(t, h)
+		got, logs := compile(t)
+		want := `Vertices(6):
+  file[conf]
+  file[data-dir]
+  pkg[mgmt-test-c]
+  pkg[mgmt-test-nonexistent]
+  pkg[mgmt-test-svc]
+  svc[mgmt-test-svc]
+Edges(2):
+  pkg[mgmt-test-c] -> file[conf]
+  pkg[mgmt-test-svc] -> svc[mgmt-test-svc]
+`
+		if got != want {
+			t.Errorf("got\n%s\nwant\n%s", got, want)
+		}
+		if strings.Contains(logs, "res=pkg[mgmt-test-svc]") || !strings.Contains(logs, "res=pkg["+pkgNone+"]") {
+			t.Errorf("warnings:\n%s\nwant one, for %s only", logs, pkgNone)
+		}
+		wantStatus(t, h, pkgSvc+" -", pkgSvc) // downloaded, not installed
+	})
+}
+
+// online gives the host a default route (through a veth pair inside its
+// own network namespace, going nowhere), so that PackageKit considers
+// itself online; the route is removed at the end of the test.
+func online(t *testing.T, h *testhost.Host) {
+	t.Helper()
+	ctx := testCtx(t, 10*time.Second)
+	h.Run(ctx, "ip", "link", "del", "mgmt-v0")
+	if _, err := h.Run(ctx, "ip", "link", "add", "mgmt-v0", "type", "veth", "peer", "name", "mgmt-v1"); err != nil {
+		t.Skipf("no veth pair in the test host to take PackageKit online: %v", err)
+	}
+	t.Cleanup(func() { h.Run(context.Background(), "ip", "link", "del", "mgmt-v0") })
+	for _, argv := range [][]string{
+		{"ip", "link", "set", "mgmt-v0", "up"},
+		{"ip", "link", "set", "mgmt-v1", "up"},
+		{"ip", "addr", "add", "10.250.0.1/24", "dev", "mgmt-v0"},
+		{"ip", "route", "add", "default", "via", "10.250.0.2", "dev", "mgmt-v0"},
+	} {
+		run(t, h, argv...)
+	}
+}
+
+// PackageKit's errors fail the check with PackageKit's own code and
+// message; nothing waits forever.
+func TestErrors(t *testing.T) {
+	h := host(t)
+	ctx := func(t *testing.T) context.Context { return testCtx(t, time.Minute) }
+
+	t.Run("not found", func(t *testing.T) {
+		p := newRes(t, pkgNone, "")
+		for _, apply := range []bool{false, true} {
+			changed, err := p.CheckApply(ctx(t), apply)
+			var pkErr *packagekit.Error
+			if changed || !errors.Is(err, packagekit.ErrPackageNotFound) || !errors.As(err, &pkErr) || !strings.Contains(err.Error(), pkgNone) {
+				t.Errorf("apply=%v: %v, %v; want PackageKit's %v naming %s", apply, changed, err, packagekit.ErrPackageNotFound, pkgNone)
+			}
+		}
+	})
+
+	t.Run("dependency not installable", func(t *testing.T) {
+		p := newRes(t, pkgBroken, "")
+		_, err := p.CheckApply(ctx(t), true)
+		var pkErr *packagekit.Error
+		if !errors.As(err, &pkErr) || !errors.Is(err, packagekit.ErrDepResolutionFailed) || !strings.Contains(err.Error(), "mgmt-test-missing") {
+			t.Errorf("%v; want PackageKit's %v naming mgmt-test-missing", err, packagekit.ErrDepResolutionFailed)
+		}
+		wantStatus(t, h, pkgBroken+" -", pkgBroken)
+	})
+
+	t.Run("removal would remove dependents", func(t *testing.T) {
+		aptInstall(t, h, pkgB)
+		t.Cleanup(func() { purge(t, h, pkgB, pkgA) })
+		p := newRes(t, pkgA, StateUninstalled)
+		_, err := p.CheckApply(ctx(t), true)
+		if !errors.Is(err, ErrWouldRemoveOthers) || !strings.Contains(err.Error(), pkgB) {
+			t.Errorf("%v; want %v naming %s", err, ErrWouldRemoveOthers, pkgB)
+		}
+		wantStatus(t, h, pkgA+" installed 1.0\n"+pkgB+" installed 1.0", pkgA, pkgB)
+		// Both declared uninstalled: removed together.
+		g := group(t, newRes(t, pkgA, StateUninstalled), newRes(t, pkgB, StateUninstalled))
+		mustCheck(t, g, true, true)
+		wantStatus(t, h, pkgA+" config-files 1.0\n"+pkgB+" config-files 1.0", pkgA, pkgB)
+	})
+
+	t.Run("unsupported", func(t *testing.T) {
+		purge(t, h, pkgA)
+		p := newPkg(pkgA, "")
+		if err := p.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := p.CheckApply(ctx(t), true)
+		if !errors.Is(err, ErrNotAllowed) || !strings.Contains(err.Error(), "allowunsupported") {
+			t.Errorf("%v; want %v naming allowunsupported", err, ErrNotAllowed)
+		}
+		wantStatus(t, h, pkgA+" -", pkgA)
+	})
+
+	t.Run("lock held by another package manager", func(t *testing.T) {
+		testhost.RequireTools(t, "python3")
+		purge(t, h, pkgA)
+		holder, err := h.Spawn(testCtx(t, 2*time.Minute), "python3", "-c", `
+import fcntl, sys, time
+locks = [open(p, "w") for p in ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")]
+for f in locks:
+    fcntl.lockf(f, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(120)
+`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { holder.Stop(5 * time.Second) })
+		waitFor(t, 10*time.Second, func() bool { return strings.Contains(holder.Output(), "locked") }, holder.Output)
+		p := newRes(t, pkgA, "")
+
+		// A deadline shorter than PackageKit's own wait for the lock.
+		short, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		t0 := time.Now()
+		_, err = p.CheckApply(short, true)
+		if took := time.Since(t0); !errors.Is(err, context.DeadlineExceeded) || took > 1500*time.Millisecond+packagekit.CallTimeout {
+			t.Errorf("with a 1.5 s deadline: %v after %v", err, took)
+		}
+
+		// PackageKit gives up by itself, with its own error.
+		_, err = p.CheckApply(ctx(t), true)
+		if !errors.Is(err, packagekit.ErrCannotGetLock) || !strings.Contains(err.Error(), "lock") {
+			t.Errorf("%v; want PackageKit's %v", err, packagekit.ErrCannotGetLock)
+		}
+		wantStatus(t, h, pkgA+" -", pkgA)
+	})
+}
