@@ -101,3 +101,24 @@ func median(xs []float64) float64 {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
+
+// BenchmarkServerStartStop measures starting a one-member server until it
+// is ready (start-ms) and stopping it (stop-ms), a fresh data directory
+// each time.
+func BenchmarkServerStartStop(b *testing.B) {
+	var starts, stops []float64
+	for b.Loop() {
+		cfg := testServerConfig(b, "a")
+		t0 := time.Now()
+		s, err := StartServer(b.Context(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		s.Stop()
+		starts = append(starts, float64(t1.Sub(t0).Microseconds())/1000)
+		stops = append(stops, float64(time.Since(t1).Microseconds())/1000)
+	}
+	b.ReportMetric(median(starts), "start-ms")
+	b.ReportMetric(median(stops), "stop-ms")
+}

@@ -156,7 +156,7 @@ func (c *Client) publishOnce(ctx context.Context, prefix string, want map[string
 // the watch never blocks on it. The channel is closed when ctx ends or the
 // client is closed. Lost connections and compacted history are recovered
 // from by reading everything again; an error is returned only if the first
-// read fails.
+// read fails. Snapshots share their Params: treat them as read-only.
 func (c *Client) WatchExports(ctx context.Context, self string, kinds []string) (<-chan []Export, error) {
 	if len(kinds) == 0 {
 		return nil, fmt.Errorf("%w: no kinds to collect", ErrConfig)
