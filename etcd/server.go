@@ -19,8 +19,8 @@ import (
 // Defaults for an agent's embedded server: loopback only, so that a single
 // host exposes nothing until the user says which addresses to serve.
 const (
-	DefaultClientURL = "127.0.0.1:2379"
-	DefaultPeerURL   = "127.0.0.1:2380"
+	DefaultClientAddr = "127.0.0.1:2379"
+	DefaultPeerAddr   = "127.0.0.1:2380"
 )
 
 var (
@@ -192,11 +192,11 @@ func (cfg *ServerConfig) embedConfig() (*embed.Config, error) {
 		}
 		scheme = "https"
 	}
-	listenClient, err := parseURLs("client URL", cfg.ClientURLs, scheme+"://"+DefaultClientURL, scheme)
+	listenClient, err := parseURLs("client URL", cfg.ClientURLs, scheme+"://"+DefaultClientAddr, scheme)
 	if err != nil {
 		return nil, err
 	}
-	listenPeer, err := parseURLs("server URL", cfg.PeerURLs, scheme+"://"+DefaultPeerURL, scheme)
+	listenPeer, err := parseURLs("server URL", cfg.PeerURLs, scheme+"://"+DefaultPeerAddr, scheme)
 	if err != nil {
 		return nil, err
 	}
