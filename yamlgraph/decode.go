@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -51,27 +52,31 @@ func fieldsOf(t reflect.Type) fieldSet {
 // one key at a time, so that an unknown key or a value of the wrong type is
 // reported at its own line and column. skip lists keys handled elsewhere.
 func (p *parser) decodeStrict(node *yaml.Node, ptr any, what, res string, skip ...string) {
+	node = deref(node)
 	if node.Kind != yaml.MappingNode {
 		p.errorf(node, res, "%s: want a mapping of parameters, found %s", what, describe(node))
 		return
 	}
 	rv := reflect.ValueOf(ptr).Elem()
 	fs := fieldsOf(rv.Type())
-	seen := map[string]bool{}
+	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(node.Content); i += 2 {
-		k, v := node.Content[i], node.Content[i+1]
+		k, v := deref(node.Content[i]), node.Content[i+1]
+		if !p.key(k, res, what) {
+			continue
+		}
 		key := k.Value
 		if contains(skip, key) {
 			continue
 		}
-		if seen[key] {
-			p.errorf(k, res, "%s: field %q is given twice", what, key)
+		if prev := seen[key]; prev != nil {
+			p.errorf(k, res, "%s: field %q is given twice (first at line %d): give it once", what, key, prev.Line)
 			continue
 		}
-		seen[key] = true
+		seen[key] = k
 		path, ok := fs.index[key]
 		if !ok {
-			p.errorf(k, res, "%s: unknown field %q%s; valid fields: %s", what, key, suggest(key, fs.names), strings.Join(fs.names, ", "))
+			p.errorf(k, res, "%s: unknown field %q%s; valid fields: %s", what, short(key), suggest(key, fs.names), strings.Join(fs.names, ", "))
 			continue
 		}
 		f := rv.FieldByIndex(path)
@@ -98,6 +103,9 @@ func decodeValue(v *yaml.Node, f reflect.Value) error {
 
 // describe says what a node holds, for messages: `string "abc"`, `a list`.
 func describe(n *yaml.Node) string {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return describe(deref(n)) + " (alias *" + short(n.Value) + ")"
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
@@ -108,7 +116,11 @@ func describe(n *yaml.Node) string {
 	}
 	val := n.Value
 	if len(val) > 40 {
-		val = val[:37] + "..."
+		cut := 37
+		for cut > 0 && !utf8.RuneStart(val[cut]) {
+			cut--
+		}
+		val = val[:cut] + "..."
 	}
 	switch n.Tag {
 	case "!!int", "!!float":
@@ -135,7 +147,12 @@ func describeType(t reflect.Type) string {
 	case reflect.Float32, reflect.Float64:
 		return "a number"
 	case reflect.Slice:
-		return "a list of " + strings.TrimPrefix(describeType(t.Elem()), "a ")
+		switch e := describeType(t.Elem()); e {
+		case "true or false":
+			return "a list of true or false"
+		default:
+			return "a list of " + strings.TrimPrefix(e, "a ") + "s"
+		}
 	case reflect.Map:
 		return "a mapping"
 	case reflect.Struct:
@@ -156,6 +173,9 @@ func contains(list []string, s string) bool {
 // suggest returns `; did you mean "x"?` for the closest valid name within a
 // small edit distance, or "".
 func suggest(got string, valid []string) string {
+	if len(got) > 64 {
+		return "" // no valid name is that long; spare the edit distances
+	}
 	best, bestD := "", 3
 	if len(got) <= 3 {
 		bestD = 2

@@ -8,10 +8,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -82,23 +82,34 @@ func ParseFile(path string) (*Graph, error) {
 		return nil, fmt.Errorf("read graph: %w", err)
 	}
 	defer f.Close()
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read graph %s: %w", path, err)
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
+		return nil, Errors{tooBig(path, fi.Size())}
 	}
-	if n > MaxFileSize {
-		return nil, Errors{{File: path, Msg: fmt.Sprintf("file is larger than %d MiB: not a graph a person wrote", MaxFileSize>>20)}}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(f, MaxFileSize+1)); err != nil {
+		return nil, fmt.Errorf("read graph %s: %w", path, err)
 	}
 	return Parse(path, buf.Bytes())
 }
 
+// maxErrors bounds the problems reported for one file; the rest are counted.
+const maxErrors = 100
+
 type parser struct {
-	file string
-	errs Errors
+	file    string
+	errs    Errors
+	dropped int // problems beyond maxErrors
+	first   *yaml.Node
 }
 
 func (p *parser) errorf(n *yaml.Node, res, format string, args ...any) {
+	if len(p.errs) >= maxErrors {
+		if p.dropped == 0 {
+			p.first = n
+		}
+		p.dropped++
+		return
+	}
 	e := &Error{File: p.file, Res: res, Msg: fmt.Sprintf(format, args...)}
 	if n != nil {
 		e.Line, e.Column = n.Line, n.Column
@@ -112,55 +123,57 @@ func (p *parser) pos(n *yaml.Node) string {
 
 // Parse parses a graph from data; file names it in messages. Nothing is
 // returned unless the whole graph is valid: every resource decoded strictly
-// and validated, every edge resolved.
+// and validated, every edge resolved, no cycle among the declared edges.
 func Parse(file string, data []byte) (*Graph, error) {
+	if e := checkText(file, data); e != nil {
+		return nil, Errors{e}
+	}
+	doc, e := readYAML(file, data)
+	if e != nil {
+		return nil, Errors{e}
+	}
 	p := &parser{file: file}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, Errors{{File: file, Msg: "file is empty: want a mapping with a resources: section"}}
-	}
-	if bytes.IndexByte(data, 0) >= 0 {
-		return nil, Errors{{File: file, Msg: "file holds binary data (a NUL byte): want YAML text"}}
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Errors{syntaxError(file, err)}
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil, Errors{{File: file, Msg: "no YAML document found: want a mapping with a resources: section"}}
-	}
-	root := doc.Content[0]
+	root := deref(doc.Content[0])
 	if root.Kind != yaml.MappingNode {
 		p.errorf(root, "", "the top level is %s: want a mapping with keys graph, comment, resources, edges, collect", describe(root))
 		return nil, p.errs
 	}
 	g := &Graph{File: file}
 	top := []string{"collect", "comment", "edges", "graph", "resources"}
-	var edges, collect *yaml.Node
-	seen := map[string]bool{}
+	var resources, edges, collect *yaml.Node
+	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
-		if seen[k.Value] {
-			p.errorf(k, "", "key %q is given twice", k.Value)
+		if !p.key(k, "", "top level") {
 			continue
 		}
-		seen[k.Value] = true
+		if prev := seen[k.Value]; prev != nil {
+			p.errorf(k, "", "key %q is given twice (first at line %d): give it once", k.Value, prev.Line)
+			continue
+		}
+		seen[k.Value] = k
 		switch k.Value {
 		case "graph":
 			p.scalar(v, "", "graph", &g.Name)
 		case "comment":
 			p.scalar(v, "", "comment", &g.Comment)
 		case "resources":
+			resources = v
 			p.resources(g, v)
 		case "edges":
 			edges = v
 		case "collect":
 			collect = v
 		default:
-			p.errorf(k, "", "unknown top-level key %q%s; valid keys: %s", k.Value, suggest(k.Value, top), strings.Join(top, ", "))
+			p.errorf(k, "", "unknown top-level key %q%s; valid keys: %s", short(k.Value), suggest(k.Value, top), strings.Join(top, ", "))
 		}
 	}
-	if !seen["resources"] && len(p.errs) == 0 {
-		p.errorf(root, "", "no resources: section: a graph needs at least one resource")
+	if len(p.errs) == 0 && len(g.Vertices) == 0 {
+		if resources == nil {
+			p.errorf(root, "", "no resources: section: a graph needs at least one resource, e.g. resources: {noop: [{name: a}]}")
+		} else {
+			p.errorf(resources, "", "resources: none declared: a graph needs at least one resource, e.g. noop: [{name: a}]")
+		}
 	}
 	if edges != nil {
 		p.edges(g, edges)
@@ -170,13 +183,35 @@ func Parse(file string, data []byte) (*Graph, error) {
 	}
 	if len(p.errs) > 0 {
 		sortErrors(p.errs)
+		if p.dropped > 0 {
+			e := &Error{File: file, Msg: fmt.Sprintf("%d more problems not shown: fix the ones above first", p.dropped)}
+			if p.first != nil {
+				e.Line, e.Column = p.first.Line, p.first.Column
+			}
+			p.errs = append(p.errs, e)
+		}
 		return nil, p.errs
 	}
 	return g, nil
 }
 
+// key checks that a mapping key is a plain string; what names where it is.
+func (p *parser) key(k *yaml.Node, res, what string) bool {
+	k = deref(k)
+	switch {
+	case k.Kind != yaml.ScalarNode:
+		p.errorf(k, res, "%s: a key is %s: want a name", what, describe(k))
+		return false
+	case k.Tag == "!!merge":
+		p.errorf(k, res, "%s: merge keys (<<) are not supported: write the fields out", what)
+		return false
+	}
+	return true
+}
+
 func (p *parser) scalar(n *yaml.Node, res, what string, dst *string) bool {
-	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" && what == "name" {
+	n = deref(n)
+	if n.Kind != yaml.ScalarNode || isNull(n) && what == "name" {
 		p.errorf(n, res, "%s: want a string, found %s", what, describe(n))
 		return false
 	}
@@ -185,41 +220,51 @@ func (p *parser) scalar(n *yaml.Node, res, what string, dst *string) bool {
 }
 
 func (p *parser) resources(g *Graph, n *yaml.Node) {
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+	n = deref(n)
+	if isNull(n) {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		p.errorf(n, "", "resources: want a mapping of kind to list of resources, found %s", describe(n))
+		p.errorf(n, "", "resources: want a mapping of kind to list of resources, e.g. noop: [{name: a}], found %s", describe(n))
 		return
 	}
-	type first struct{ line int }
-	byRef := map[engine.Ref]first{}
+	byRef := map[engine.Ref]*yaml.Node{}
+	byKind := map[string]*yaml.Node{}
 	kinds := engine.Kinds()
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, list := n.Content[i], n.Content[i+1]
-		kind := k.Value
-		if _, ok := engine.NewRes(kind); !ok {
-			p.errorf(k, "", "unknown resource kind %q%s; known kinds: %s", kind, suggest(kind, kinds), strings.Join(kinds, ", "))
+		k, list := deref(n.Content[i]), deref(n.Content[i+1])
+		if !p.key(k, "", "resources") {
 			continue
 		}
-		if list.Kind == yaml.ScalarNode && list.Tag == "!!null" {
+		kind := k.Value
+		if _, ok := engine.NewRes(kind); !ok {
+			p.errorf(k, "", "unknown resource kind %q%s; known kinds: %s", short(kind), suggest(kind, kinds), strings.Join(kinds, ", "))
+			continue
+		}
+		if prev := byKind[kind]; prev != nil {
+			p.errorf(k, "", "resources: kind %s is given twice (first at line %d): put all its resources in one list", kind, prev.Line)
+			continue
+		}
+		byKind[kind] = k
+		if isNull(list) {
 			continue
 		}
 		if list.Kind != yaml.SequenceNode {
-			p.errorf(list, "", "resources: %s: want a list of resources, found %s", kind, describe(list))
+			p.errorf(list, "", "resources: %s: want a list of resources (- name: ...), found %s", kind, describe(list))
 			continue
 		}
 		for _, item := range list.Content {
+			item = deref(item)
 			v := p.resource(kind, item)
 			if v == nil {
 				continue
 			}
 			ref := engine.Ref{Kind: kind, Name: v.Name}
 			if f, dup := byRef[ref]; dup {
-				p.errorf(item, ref.String(), "duplicate resource: %s is already declared at line %d", ref, f.line)
+				p.errorf(item, ref.String(), "duplicate resource: %s is already declared at line %d: names must be unique for a kind (an exported @@name counts as name)", ref, f.Line)
 				continue
 			}
-			byRef[ref] = first{item.Line}
+			byRef[ref] = item
 			g.Vertices = append(g.Vertices, v)
 		}
 	}
@@ -233,12 +278,22 @@ func (p *parser) resource(kind string, n *yaml.Node) *engine.Vertex {
 		return nil
 	}
 	var nameNode, metaNode *yaml.Node
+	var dupNode, firstNode *yaml.Node // a name or meta given twice
+	first := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		switch n.Content[i].Value {
-		case "name":
+		k := deref(n.Content[i])
+		if k.Value != "name" && k.Value != "meta" {
+			continue
+		}
+		if prev := first[k.Value]; prev != nil && dupNode == nil {
+			dupNode, firstNode = k, prev
+		} else if prev == nil {
+			first[k.Value] = k
+		}
+		if k.Value == "name" {
 			nameNode = n.Content[i+1]
-		case "meta":
-			metaNode = n.Content[i+1]
+		} else {
+			metaNode = deref(n.Content[i+1])
 		}
 	}
 	if nameNode == nil {
@@ -252,27 +307,61 @@ func (p *parser) resource(kind string, n *yaml.Node) *engine.Vertex {
 	exported := strings.HasPrefix(name, "@@")
 	name = strings.TrimPrefix(name, "@@")
 	if name == "" {
-		p.errorf(nameNode, "", "a %s resource has an empty name", kind)
+		p.errorf(nameNode, "", "a %s resource has an empty name: want a name, unique for its kind", kind)
 		return nil
 	}
 	ref := kind + "[" + name + "]"
 	before := len(p.errs)
+	if dupNode != nil {
+		p.errorf(dupNode, ref, "field %q is given twice (first at line %d): give it once", dupNode.Value, firstNode.Line)
+	}
 	res, _ := engine.NewRes(kind)
 	p.decodeStrict(n, res, "parameters", ref, "name", "meta")
 	meta := engine.DefaultMeta()
-	if metaNode != nil && !(metaNode.Kind == yaml.ScalarNode && metaNode.Tag == "!!null") {
+	if metaNode != nil && !isNull(metaNode) {
+		metaBefore := len(p.errs)
 		p.decodeStrict(metaNode, &meta, "meta", ref)
+		if len(p.errs) == metaBefore {
+			p.checkMeta(metaNode, ref)
+		}
 	}
 	if len(p.errs) > before {
 		return nil
 	}
 	v, err := NewVertex(kind, name, exported, meta, res)
 	if err != nil {
-		p.errorf(n, ref, "%v", err)
+		// A kind reports every problem at once (errors.Join): one message each.
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				p.errorf(n, ref, "%v", e)
+			}
+		} else {
+			p.errorf(n, ref, "%v", err)
+		}
 		return nil
 	}
 	v.Source = p.pos(n)
 	return v
+}
+
+// checkMeta validates each meta parameter on its own, so that each invalid
+// one is reported at its own line with what would be valid.
+func (p *parser) checkMeta(n *yaml.Node, ref string) {
+	fs := fieldsOf(reflect.TypeFor[engine.Meta]())
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), n.Content[i+1]
+		path, ok := fs.index[k.Value]
+		if !ok {
+			continue
+		}
+		one := engine.DefaultMeta()
+		if decodeValue(v, reflect.ValueOf(&one).Elem().FieldByIndex(path)) != nil {
+			continue
+		}
+		if err := one.Validate(); err != nil {
+			p.errorf(deref(v), ref, "%v", err)
+		}
+	}
 }
 
 // NewVertex validates a decoded resource and wraps it into a vertex with
@@ -327,11 +416,11 @@ func DecodeRes(source, kind, name string, params []byte) (engine.Res, error) {
 	if err := yaml.Unmarshal(params, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %s[%s]: %w", source, kind, name, err)
 	}
-	if len(doc.Content) == 0 {
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		return res, nil
 	}
 	p := &parser{file: source}
-	p.decodeStrict(doc.Content[0], res, "parameters", kind+"["+name+"]")
+	p.decodeStrict(deref(doc.Content[0]), res, "parameters", kind+"["+name+"]")
 	if len(p.errs) > 0 {
 		return nil, p.errs
 	}
@@ -339,18 +428,23 @@ func DecodeRes(source, kind, name string, params []byte) (engine.Res, error) {
 }
 
 func (p *parser) edges(g *Graph, n *yaml.Node) {
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+	n = deref(n)
+	if isNull(n) {
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, "", "edges: want a list of edges, found %s", describe(n))
+		p.errorf(n, "", "edges: want a list of edges (- {name: NAME, from: {kind: KIND, name: NAME}, to: {...}}), found %s", describe(n))
 		return
 	}
 	known := map[engine.Ref]bool{}
+	byKind := map[string][]string{}
 	for _, v := range g.Vertices {
 		known[engine.Ref{Kind: v.Kind, Name: v.Name}] = true
+		byKind[v.Kind] = append(byKind[v.Kind], v.Name)
 	}
+	var nodes []*yaml.Node // of g.Edges, for cycle messages
 	for _, e := range n.Content {
+		e = deref(e)
 		if e.Kind != yaml.MappingNode {
 			p.errorf(e, "", "edges: want an edge (a mapping with name, from, to), found %s", describe(e))
 			continue
@@ -361,29 +455,38 @@ func (p *parser) edges(g *Graph, n *yaml.Node) {
 			To     yaml.Node `yaml:"to"`
 			Notify bool      `yaml:"notify"`
 		}
+		what := "edge"
+		for i := 0; i+1 < len(e.Content); i += 2 {
+			if k, v := deref(e.Content[i]), deref(e.Content[i+1]); k.Value == "name" && v.Kind == yaml.ScalarNode && v.Value != "" {
+				what = fmt.Sprintf("edge %q", short(v.Value))
+			}
+		}
 		before := len(p.errs)
-		p.decodeStrict(e, &raw, "edge", "")
+		p.decodeStrict(e, &raw, what, "")
 		if len(p.errs) > before {
 			continue
 		}
-		what := "edge"
-		if raw.Name != "" {
-			what = fmt.Sprintf("edge %q", raw.Name)
-		}
-		from, okF := p.ref(&raw.From, e, what, "from", known)
-		to, okT := p.ref(&raw.To, e, what, "to", known)
+		from, okF := p.ref(&raw.From, e, what, "from", known, byKind)
+		to, okT := p.ref(&raw.To, e, what, "to", known, byKind)
 		if !okF || !okT {
 			continue
 		}
+		if from == to {
+			p.errorf(e, "", "%s: from and to are both %s: a resource cannot come before itself; remove the edge", what, from)
+			continue
+		}
 		g.Edges = append(g.Edges, engine.EdgeDecl{Name: raw.Name, From: from, To: to, Notify: raw.Notify, Source: p.pos(e)})
+		nodes = append(nodes, e)
 	}
+	p.cycles(g, nodes)
 }
 
-func (p *parser) ref(n, edge *yaml.Node, what, side string, known map[engine.Ref]bool) (engine.Ref, bool) {
+func (p *parser) ref(n, edge *yaml.Node, what, side string, known map[engine.Ref]bool, byKind map[string][]string) (engine.Ref, bool) {
 	if n.Kind == 0 {
 		p.errorf(edge, "", "%s: no %q: want %s: {kind: KIND, name: NAME}", what, side, side)
 		return engine.Ref{}, false
 	}
+	n = deref(n)
 	var raw struct {
 		Kind string `yaml:"kind"`
 		Res  string `yaml:"res"` // the legacy spelling of kind
@@ -399,26 +502,121 @@ func (p *parser) ref(n, edge *yaml.Node, what, side string, known map[engine.Ref
 		kind = raw.Res
 	}
 	if kind == "" || raw.Name == "" {
-		p.errorf(n, "", "%s: %s needs both kind and name", what, side)
+		p.errorf(n, "", "%s: %s needs both kind and name: want %s: {kind: KIND, name: NAME}", what, side, side)
 		return engine.Ref{}, false
 	}
 	r := engine.Ref{Kind: kind, Name: strings.TrimPrefix(raw.Name, "@@")}
-	if !known[r] {
-		p.errorf(n, "", "%s: %s names %s, which is not declared in this graph", what, side, r)
-		return engine.Ref{}, false
+	if known[r] {
+		return r, true
 	}
-	return r, true
+	declared := byKind[kind]
+	var hint string
+	switch {
+	case len(declared) == 0:
+		kinds := make([]string, 0, len(byKind))
+		for k := range byKind {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		hint = fmt.Sprintf("; no %s resource is declared%s; declared kinds: %s", short(kind), suggest(kind, kinds), strings.Join(kinds, ", "))
+	case len(declared) <= 10:
+		hint = fmt.Sprintf("; declared %s resources: %s", kind, strings.Join(declared, ", "))
+	default:
+		hint = suggest(r.Name, declared)
+	}
+	p.errorf(n, "", "%s: %s names %s, which is not declared in this graph%s", what, side, engine.Ref{Kind: short(r.Kind), Name: short(r.Name)}, hint)
+	return engine.Ref{}, false
+}
+
+// cycles refuses cycles among the declared edges, each reported at the
+// edge that closes it, with the edges to choose from to break it. (Compile
+// also refuses cycles, those that automatic edges make included, but can
+// only name the resources.)
+func (p *parser) cycles(g *Graph, nodes []*yaml.Node) {
+	out := map[engine.Ref][]int{} // edges leaving each resource, by index
+	for i, e := range g.Edges {
+		out[e.From] = append(out[e.From], i)
+	}
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[engine.Ref]int{}
+	type frame struct {
+		at   engine.Ref
+		next int // index into out[at]
+		via  int // the edge that led here; -1 at the root
+	}
+	for _, v := range g.Vertices {
+		root := engine.Ref{Kind: v.Kind, Name: v.Name}
+		if color[root] != white {
+			continue
+		}
+		stack := []frame{{at: root, via: -1}}
+		color[root] = grey
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if top.next == len(out[top.at]) {
+				color[top.at] = black
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			ei := out[top.at][top.next]
+			top.next++
+			to := g.Edges[ei].To
+			switch color[to] {
+			case white:
+				color[to] = grey
+				stack = append(stack, frame{at: to, via: ei})
+			case grey: // back to a resource on the path: a cycle
+				start := len(stack) - 1
+				for stack[start].at != to {
+					start--
+				}
+				var path, via []string
+				for _, f := range stack[start:] {
+					path = append(path, f.at.String())
+				}
+				for _, f := range stack[start+1:] {
+					via = append(via, p.edgeName(g, nodes, f.via))
+				}
+				via = append(via, p.edgeName(g, nodes, ei))
+				path = append(path, to.String())
+				p.errorf(nodes[ei], "", "the edges make a cycle: %s; remove or reverse one of the edges %s",
+					strings.Join(path, " -> "), strings.Join(via, ", "))
+			}
+		}
+	}
+}
+
+func (p *parser) edgeName(g *Graph, nodes []*yaml.Node, i int) string {
+	if g.Edges[i].Name != "" {
+		return fmt.Sprintf("%q (line %d)", short(g.Edges[i].Name), nodes[i].Line)
+	}
+	return fmt.Sprintf("at line %d", nodes[i].Line)
 }
 
 func (p *parser) collect(g *Graph, n *yaml.Node) {
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+	n = deref(n)
+	if isNull(n) {
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, "", "collect: want a list of {kind, pattern}, found %s", describe(n))
+		p.errorf(n, "", "collect: want a list of {kind: KIND, pattern: PATTERN}, found %s", describe(n))
 		return
 	}
+	var collectable []string
+	for _, k := range engine.Kinds() {
+		if r, _ := engine.NewRes(k); r != nil {
+			if _, ok := r.(engine.Collector); ok {
+				collectable = append(collectable, k)
+			}
+		}
+	}
+	seen := map[string]*yaml.Node{}
 	for _, c := range n.Content {
+		c = deref(c)
 		var raw struct {
 			Kind    string `yaml:"kind"`
 			Pattern string `yaml:"pattern"`
@@ -429,14 +627,23 @@ func (p *parser) collect(g *Graph, n *yaml.Node) {
 			continue
 		}
 		res, ok := engine.NewRes(raw.Kind)
-		if !ok {
-			p.errorf(c, "", "collect: unknown resource kind %q", raw.Kind)
+		switch {
+		case raw.Kind == "":
+			p.errorf(c, "", "collect: no kind: want kind: one of %s", strings.Join(collectable, ", "))
+			continue
+		case !ok:
+			p.errorf(c, "", "collect: unknown resource kind %q%s; kinds that can be collected: %s", short(raw.Kind), suggest(raw.Kind, collectable), strings.Join(collectable, ", "))
 			continue
 		}
 		if _, ok := res.(engine.Collector); !ok {
-			p.errorf(c, "", "collect: resources of kind %q cannot be collected", raw.Kind)
+			p.errorf(c, "", "collect: resources of kind %s cannot be collected; kinds that can: %s", raw.Kind, strings.Join(collectable, ", "))
 			continue
 		}
+		if prev := seen[raw.Kind]; prev != nil {
+			p.errorf(c, "", "collect: kind %s is given twice (first at line %d): one pattern per kind", raw.Kind, prev.Line)
+			continue
+		}
+		seen[raw.Kind] = c
 		g.Collect = append(g.Collect, engine.CollectDecl{Kind: raw.Kind, Pattern: raw.Pattern, Source: p.pos(c)})
 	}
 }
@@ -448,25 +655,4 @@ func sortErrors(es Errors) {
 		}
 		return es[i].Column < es[j].Column
 	})
-}
-
-// syntaxError turns a YAML parser error into an Error with the line. The
-// YAML library reports syntax errors only as text ("yaml: line 3: ..."), so
-// the line number is read from it; everything else here uses node positions.
-func syntaxError(file string, err error) *Error {
-	msg := err.Error()
-	e := &Error{File: file}
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msg = te.Errors[0]
-	}
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if num, after, ok := strings.Cut(rest, ":"); ok {
-			fmt.Sscanf(num, "%d", &e.Line)
-			msg = strings.TrimSpace(after)
-		}
-	}
-	e.Msg = "invalid YAML: " + msg
-	return e
 }

@@ -7,22 +7,28 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/mgmtconfig/mgmt/engine"
 	_ "github.com/mgmtconfig/mgmt/resources/exec"
+	_ "github.com/mgmtconfig/mgmt/resources/file"
 	_ "github.com/mgmtconfig/mgmt/resources/noop"
+	_ "github.com/mgmtconfig/mgmt/resources/timer"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden .err files")
+
+// lineCol is what follows the file name at the start of every message.
+var lineCol = regexp.MustCompile(`^:[1-9][0-9]*:[1-9][0-9]*: `)
 
 // Every file in testdata/bad is refused with the message in its .err file,
 // which names the file, line and column and, where there is one, the
 // resource.
 func TestBadFiles(t *testing.T) {
 	files, _ := filepath.Glob("testdata/bad/*.yaml")
-	if len(files) < 20 {
+	if len(files) < 45 {
 		t.Fatalf("only %d bad files", len(files))
 	}
 	for _, f := range files {
@@ -49,8 +55,10 @@ func TestBadFiles(t *testing.T) {
 			if got != string(want) {
 				t.Fatalf("error\n got: %s\nwant: %s", got, want)
 			}
-			if !strings.HasPrefix(got, f) {
-				t.Fatalf("error does not start with the file name: %s", got)
+			for _, line := range strings.Split(strings.TrimSuffix(got, "\n"), "\n") {
+				if !strings.HasPrefix(line, f+":") || !lineCol.MatchString(strings.TrimPrefix(line, f)) {
+					t.Fatalf("a message does not begin with file:line:column: %s", line)
+				}
 			}
 		})
 	}
