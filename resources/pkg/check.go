@@ -371,14 +371,15 @@ func (r *Pkg) verify(ctx context.Context, c *packagekit.Client, pl *plan) (insta
 }
 
 func filterWords(f packagekit.Filter) string {
-	var w []string
-	if f&packagekit.FilterFree != 0 {
-		w = append(w, "free software")
+	free, supported := f&packagekit.FilterFree != 0, f&packagekit.FilterSupported != 0
+	switch {
+	case free && supported:
+		return "free software the distribution supports"
+	case free:
+		return "free software"
+	default:
+		return "a package the distribution supports"
 	}
-	if f&packagekit.FilterSupported != 0 {
-		w = append(w, "supported by the distribution")
-	}
-	return strings.Join(w, " and ")
 }
 
 func filterParams(f packagekit.Filter) string {
@@ -389,7 +390,7 @@ func filterParams(f packagekit.Filter) string {
 	if f&packagekit.FilterSupported != 0 {
 		w = append(w, "allowunsupported")
 	}
-	return strings.Join(w, " and ")
+	return strings.Join(w, " or ")
 }
 
 // notFound returns PackageKit's own error for packages it cannot resolve:

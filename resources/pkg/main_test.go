@@ -274,6 +274,8 @@ func (o *observer) record(s *dbus.Signal) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch s.Name {
+	case "sync":
+		close(s.Body[0].(chan struct{}))
 	case "org.freedesktop.PackageKit.Transaction.Finished":
 		o.finished = append(o.finished, s.Path)
 	case "org.freedesktop.PackageKit.Transaction.Package":
@@ -299,8 +301,25 @@ func (o *observer) record(s *dbus.Signal) {
 	}
 }
 
+// sync returns once every signal PackageKit sent before now has been
+// recorded: D-Bus keeps the order of the messages from one sender to one
+// receiver, so the reply to a call made now comes after them.
+func (o *observer) sync(tb testing.TB) {
+	tb.Helper()
+	var v dbus.Variant
+	err := o.conn.Object("org.freedesktop.PackageKit", "/org/freedesktop/PackageKit").CallWithContext(testCtx(tb, 10*time.Second),
+		"org.freedesktop.DBus.Properties.Get", 0, "org.freedesktop.PackageKit", "VersionMajor").Store(&v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan struct{})
+	o.sigs <- &dbus.Signal{Name: "sync", Body: []any{done}}
+	<-done
+}
+
 // reset forgets what was recorded so far.
-func (o *observer) reset() {
+func (o *observer) reset(tb testing.TB) {
+	o.sync(tb)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.finished = nil
@@ -309,25 +328,16 @@ func (o *observer) reset() {
 }
 
 // transactions returns the roles of the transactions finished since the
-// last reset, in order. It waits (a little) for the signals of the last one
-// to arrive: they may trail the caller's own connection.
-func (o *observer) transactions(tb testing.TB, want int) []uint32 {
-	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		o.mu.Lock()
-		n := len(o.finished)
-		var roles []uint32
-		if n >= want || time.Now().After(deadline) {
-			for _, p := range o.finished {
-				roles = append(roles, o.roles[p])
-			}
-			o.mu.Unlock()
-			return roles
-		}
-		o.mu.Unlock()
-		time.Sleep(5 * time.Millisecond)
+// last reset, in order.
+func (o *observer) transactions(tb testing.TB) []uint32 {
+	o.sync(tb)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var roles []uint32
+	for _, p := range o.finished {
+		roles = append(roles, o.roles[p])
 	}
+	return roles
 }
 
 func (o *observer) changedBy() map[string]dbus.ObjectPath {

@@ -70,7 +70,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	if e.HasCode {
-		return fmt.Sprintf("packagekit: %s: %s: %s", e.Method, e.Code, e.Details)
+		return fmt.Sprintf("packagekit: %s: %s: %s", e.Method, e.Code.String(), e.Details)
 	}
 	return fmt.Sprintf("packagekit: %s: the transaction ended with %s", e.Method, e.Exit)
 }
@@ -219,7 +219,7 @@ func (c *Client) Transact(ctx context.Context, method string, args ...any) (*Res
 		case <-tick.C:
 			prog.maybeLog()
 		case <-ctx.Done():
-			c.cancel(ctx, tx)
+			c.cancel(tx)
 			return nil, fmt.Errorf("packagekit: %s: no result after %v (last status %s): %w",
 				method, time.Since(prog.start).Round(time.Millisecond), prog.status, ctx.Err())
 		}
@@ -233,13 +233,12 @@ func (c *Client) call(ctx context.Context, obj dbus.BusObject, method string, ar
 	return obj.CallWithContext(ctx, method, 0, args...)
 }
 
-// cancel asks PackageKit to cancel a transaction its caller gave up on;
-// best effort, bounded by CallTimeout.
-func (c *Client) cancel(ctx context.Context, tx dbus.BusObject) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CallTimeout)
-	defer cancel()
-	if err := tx.CallWithContext(cctx, ifaceTx+".Cancel", 0).Err; err != nil {
-		c.log.Debug("cancelling a transaction", "tx", tx.Path(), "err", err)
+// cancel asks PackageKit to cancel a transaction its caller gave up on,
+// without waiting for an answer: a daemon that does not answer must not
+// hold the caller back.
+func (c *Client) cancel(tx dbus.BusObject) {
+	if call := tx.Go(ifaceTx+".Cancel", dbus.FlagNoReplyExpected, nil); call.Err != nil {
+		c.log.Debug("cancelling a transaction", "tx", tx.Path(), "err", call.Err)
 	}
 }
 
