@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/mgmtconfig/mgmt/engine"
@@ -26,13 +25,16 @@ type ClusterConfig struct {
 	AdvertiseClientURLs []string
 	AdvertiseServerURLs []string
 	TLS                 *etcd.TLSFiles
-	Namespace           string        // key prefix; agents with different namespaces do not see each other
-	DialTimeout         time.Duration // for seeds; 0: the etcd package's default
+	// IdealClusterSize > 0: the agents choose among themselves which run
+	// etcd members, up to this many, replacing members that die.
+	IdealClusterSize int
+	Namespace        string        // key prefix; agents with different namespaces do not see each other
+	DialTimeout      time.Duration // for seeds; 0: the etcd package's default
 }
 
 // wanted: the flags alone ask for a cluster, whatever the graph says.
 func (c ClusterConfig) wanted() bool {
-	return len(c.Seeds) > 0 || c.NoServer || len(c.ClientURLs) > 0 || len(c.ServerURLs) > 0
+	return len(c.Seeds) > 0 || c.NoServer || len(c.ClientURLs) > 0 || len(c.ServerURLs) > 0 || c.IdealClusterSize > 0
 }
 
 // needsCluster: the graph exports or collects resources.
@@ -50,7 +52,7 @@ func needsCluster(yg *yamlgraph.Graph) bool {
 
 // cluster is the agent's embedded server (if any) and its client.
 type cluster struct {
-	server *etcd.Server
+	agent  *etcd.Agent
 	client *etcd.Client
 	host   string
 	log    *slog.Logger
@@ -70,52 +72,32 @@ type collectedRes struct {
 func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph, remote chan []collectedRes) error {
 	cc := r.cfg.Cluster
 	c := &cluster{host: r.cfg.Hostname, log: r.log}
-	clientCfg := etcd.ClientConfig{TLS: cc.TLS, DialTimeout: cc.DialTimeout, Namespace: cc.Namespace, Logger: r.log}
-	serverCfg := etcd.ServerConfig{
-		Name:                r.cfg.Hostname,
-		DataDir:             filepath.Join(r.cfg.Prefix, "etcd", r.cfg.Hostname),
-		ClientURLs:          cc.ClientURLs,
-		PeerURLs:            cc.ServerURLs,
-		AdvertiseClientURLs: cc.AdvertiseClientURLs,
-		AdvertisePeerURLs:   cc.AdvertiseServerURLs,
-		TLS:                 cc.TLS,
-		Logger:              r.log,
-	}
+	elog := r.log.With("component", "etcd")
 	var err error
-	switch {
-	case cc.NoServer:
-		if len(cc.Seeds) == 0 {
-			return &InvalidError{errors.New("--no-server needs --seeds: the etcd cluster to use")}
+	c.agent, err = etcd.StartAgent(ctx, etcd.AgentConfig{
+		Host:             r.cfg.Hostname,
+		Seeds:            cc.Seeds,
+		NoServer:         cc.NoServer,
+		IdealClusterSize: cc.IdealClusterSize,
+		Server: etcd.ServerConfig{
+			DataDir:             filepath.Join(r.cfg.Prefix, "etcd"),
+			ClientURLs:          cc.ClientURLs,
+			PeerURLs:            cc.ServerURLs,
+			AdvertiseClientURLs: cc.AdvertiseClientURLs,
+			AdvertisePeerURLs:   cc.AdvertiseServerURLs,
+			TLS:                 cc.TLS,
+			Logger:              elog,
+		},
+		Client: etcd.ClientConfig{TLS: cc.TLS, DialTimeout: cc.DialTimeout, Namespace: cc.Namespace, Logger: elog},
+	})
+	if err != nil {
+		if errors.Is(err, etcd.ErrConfig) {
+			return &InvalidError{err}
 		}
-		clientCfg.Endpoints = cc.Seeds
-		if c.client, err = etcd.Connect(ctx, clientCfg); err != nil {
-			return fmt.Errorf("connect to seeds %s: %w", strings.Join(cc.Seeds, ","), err)
-		}
-	case len(cc.Seeds) > 0:
-		clientCfg.Endpoints = cc.Seeds
-		seeds, err := etcd.Connect(ctx, clientCfg)
-		if err != nil {
-			return fmt.Errorf("connect to seeds %s: %w", strings.Join(cc.Seeds, ","), err)
-		}
-		c.server, err = etcd.Join(ctx, seeds, serverCfg)
-		seeds.Close()
-		if err != nil {
-			return fmt.Errorf("join the cluster at %s: %w", strings.Join(cc.Seeds, ","), err)
-		}
-		r.log.Info("joined the etcd cluster", "seeds", cc.Seeds, "endpoints", c.server.Endpoints())
-	default:
-		if c.server, err = etcd.StartServer(ctx, serverCfg); err != nil {
-			return fmt.Errorf("start the embedded etcd server: %w", err)
-		}
-		r.log.Info("embedded etcd server started", "endpoints", c.server.Endpoints())
+		return fmt.Errorf("etcd: %w", err)
 	}
-	if c.client == nil {
-		clientCfg.Endpoints = c.server.Endpoints()
-		if c.client, err = etcd.Connect(ctx, clientCfg); err != nil {
-			c.server.Stop()
-			return fmt.Errorf("connect to the embedded etcd server: %w", err)
-		}
-	}
+	c.client = c.agent.Client()
+	r.log.Info("etcd ready", "seeds", cc.Seeds, "no_server", cc.NoServer, "ideal_cluster_size", cc.IdealClusterSize)
 	r.cluster = c
 	c.publish(ctx, yg)
 
@@ -233,8 +215,5 @@ func (c *cluster) close() {
 	if c.cancel != nil {
 		c.cancel()
 	}
-	c.client.Close()
-	if c.server != nil {
-		c.server.Stop()
-	}
+	c.agent.Stop()
 }

@@ -48,6 +48,18 @@ func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error)
 	defer cancel()
 
 	members, err := seeds.memberList(ctx)
+	if err != nil && hasData(cfg.DataDir) {
+		// No answer, perhaps because this member's own absence cost the
+		// cluster its quorum (two members, one of them us): a member that
+		// has its data starts as itself; its data knows the cluster.
+		seeds.log.Warn("cluster did not answer: starting the member from its data", "member", cfg.Name, "err", err)
+		cfg.Existing = true
+		s, serr := StartServer(ctx, cfg)
+		if serr == nil {
+			return s, nil
+		}
+		err = errors.Join(err, serr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("join as %q: %w", cfg.Name, err)
 	}

@@ -144,6 +144,7 @@ func runCmd() *cobra.Command {
 	f.StringSliceVar(&cc.ServerURLs, "server-urls", nil, "where the embedded etcd server listens for peers (default http://127.0.0.1:2380)")
 	f.StringSliceVar(&cc.AdvertiseClientURLs, "advertise-client-urls", nil, "client URLs other hosts reach this server at (default: --client-urls)")
 	f.StringSliceVar(&cc.AdvertiseServerURLs, "advertise-server-urls", nil, "peer URLs other members reach this server at (default: --server-urls)")
+	f.IntVar(&cc.IdealClusterSize, "ideal-cluster-size", 0, "let the agents choose up to N of them to run etcd members, replacing members that die (0: off)")
 	f.StringVar(&cc.Namespace, "etcd-namespace", "", "key prefix in etcd (default /mgmt/)")
 	f.StringVar(&tlsFiles.CA, "etcd-ca", "", "CA certificate for etcd client and peer TLS")
 	f.StringVar(&tlsFiles.Cert, "etcd-cert", "", "this host's certificate for etcd TLS")

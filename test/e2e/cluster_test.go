@@ -93,3 +93,62 @@ func TestExportedResourcesThreeHosts(t *testing.T) {
 		t.Fatalf("collected f3b holds %q", got)
 	}
 }
+
+// A busy port and an unreachable seed are clear errors, not hangs.
+func TestClusterStartErrors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	dir := t.TempDir()
+	g := filepath.Join(dir, "g.yaml")
+	os.WriteFile(g, []byte(hostGraph(dir, "a")), 0o644)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := "http://" + l.Addr().String()
+	a := start(t, "run", "--file", g, "--hostname", "a", "--prefix", filepath.Join(dir, "p1"), "--client-urls", busy,
+		"--server-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+	if code := a.wait(t, 20*time.Second); code == 0 || !strings.Contains(a.out.String(), "address already in use") {
+		t.Fatalf("busy port: exit %d:\n%s", code, a.out.String())
+	}
+
+	unreachable := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	b := start(t, "run", "--file", g, "--hostname", "b", "--prefix", filepath.Join(dir, "p2"), "--no-server", "--seeds", unreachable)
+	if code := b.wait(t, 20*time.Second); code == 0 || !strings.Contains(b.out.String(), "unreachable") {
+		t.Fatalf("unreachable seed: exit %d:\n%s", code, b.out.String())
+	}
+}
+
+// An agent killed with SIGKILL and started again rejoins and converges;
+// the other keeps running meanwhile and sees its new exports.
+func TestAgentKilledAndRestarted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two agents with etcd")
+	}
+	base := t.TempDir()
+	dirA, dirB := filepath.Join(base, "mgmtA"), filepath.Join(base, "mgmtB")
+	ga, gb := filepath.Join(base, "a.yaml"), filepath.Join(base, "b.yaml")
+	os.WriteFile(ga, []byte(hostGraph(dirA, "a")), 0o644)
+	os.WriteFile(gb, []byte(hostGraph(dirB, "b")), 0o644)
+	seed := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	start(t, "run", "--file", ga, "--hostname", "a", "--prefix", filepath.Join(base, "pa"),
+		"--client-urls", seed, "--server-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+	waitFor(t, "host a up", func() bool { return listDir(dirA) == "f1a f2a f3a f4a" })
+	bArgs := []string{"run", "--file", gb, "--hostname", "b", "--prefix", filepath.Join(base, "pb"), "--seeds", seed,
+		"--client-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "--server-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
+	b := start(t, bArgs...)
+	waitFor(t, "b's exports at a", func() bool { return listDir(dirA) == "f1a f2a f3a f3b f4a f4b" })
+	b.cmd.Process.Kill()
+	b.wait(t, 10*time.Second)
+
+	// While b is down, its graph changes: f5b is exported too.
+	os.WriteFile(gb, []byte(strings.Replace(hostGraph(dirB, "b"), "collect:",
+		fmt.Sprintf("  - name: \"@@file5b\"\n    path: %s/f5b\n    content: \"five\\n\"\ncollect:", dirB), 1)), 0o644)
+	os.Remove(filepath.Join(dirB, "f1b"))
+	start(t, bArgs...)
+	waitFor(t, "b converged again", func() bool { return listDir(dirB) == "f1b f2b f3a f3b f4a f4b f5b" })
+	waitFor(t, "b's new export at a", func() bool { return listDir(dirA) == "f1a f2a f3a f3b f4a f4b f5b" })
+}
