@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 RACE     ?= -race
 TESTTIME ?= 30m
 
-.PHONY: all build run test test-unit deps vet bench bench-quick clean
+.PHONY: all build run test fixtures test-unit deps vet bench bench-quick clean
 
 all: build
 
@@ -25,8 +25,19 @@ deps:
 vet:
 	$(GO) vet ./...
 
-test: deps vet build
-	$(GO) test $(RACE) -count=1 -timeout $(TESTTIME) ./...
+# Debian's etcd 3.4 server, unpacked (not installed) for the tests of
+# agents against an older external cluster.
+ETCD34 := $(CURDIR)/.cache/etcd-server/usr/bin/etcd
+$(ETCD34):
+	mkdir -p .cache/etcd-deb
+	cd .cache/etcd-deb && (apt-get download etcd-server || (apt-get update -q && apt-get download etcd-server))
+	dpkg -x .cache/etcd-deb/etcd-server_*.deb .cache/etcd-server
+	test -x $@
+
+fixtures: $(ETCD34)
+
+test: deps fixtures vet build
+	MGMT_TEST_ETCD_BINARY=$(ETCD34) $(GO) test $(RACE) -count=1 -timeout $(TESTTIME) ./...
 
 # Unit tests only: no test hosts, no installs.
 test-unit:
