@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -151,4 +152,43 @@ func TestAgentKilledAndRestarted(t *testing.T) {
 	start(t, bArgs...)
 	waitFor(t, "b converged again", func() bool { return listDir(dirB) == "f1b f2b f3a f3b f4a f4b f5b" })
 	waitFor(t, "b's new export at a", func() bool { return listDir(dirA) == "f1a f2a f3a f3b f4a f4b f5b" })
+}
+
+// Agents as clients only (--no-server) of a three-member cluster of
+// Debian's etcd 3.4 server: the demo works against the older server too.
+func TestClientOnlyAgentsOnEtcd34(t *testing.T) {
+	bin := os.Getenv("MGMT_TEST_ETCD_BINARY")
+	if bin == "" {
+		t.Skip("set MGMT_TEST_ETCD_BINARY to an etcd server binary (make test unpacks Debian's 3.4)")
+	}
+	base := t.TempDir()
+	var initial, eps []string
+	peers := make([]string, 3)
+	for i := range 3 {
+		peers[i] = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+		eps = append(eps, fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+		initial = append(initial, fmt.Sprintf("x%d=%s", i, peers[i]))
+	}
+	for i := range 3 {
+		cmd := exec.Command(bin, "--name", fmt.Sprintf("x%d", i), "--data-dir", filepath.Join(base, fmt.Sprintf("etcd%d", i)),
+			"--listen-client-urls", eps[i], "--advertise-client-urls", eps[i],
+			"--listen-peer-urls", peers[i], "--initial-advertise-peer-urls", peers[i],
+			"--initial-cluster", strings.Join(initial, ","), "--log-level", "error")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	}
+	seeds := strings.Join(eps, ",")
+	want := map[string]string{}
+	for _, h := range []string{"a", "b", "c"} {
+		dir := filepath.Join(base, "mgmt"+strings.ToUpper(h))
+		g := filepath.Join(base, h+".yaml")
+		os.WriteFile(g, []byte(hostGraph(dir, h)), 0o644)
+		start(t, "run", "--file", g, "--hostname", h, "--prefix", filepath.Join(base, "p"+h), "--no-server", "--seeds", seeds)
+		want[dir] = fmt.Sprintf("f1%[1]s f2%[1]s f3a f3b f3c f4a f4b f4c", h)
+	}
+	for dir, w := range want {
+		waitFor(t, dir+" complete", func() bool { return listDir(dir) == w })
+	}
 }
