@@ -87,6 +87,7 @@ func (e *JobError) Unwrap() error { return e.Err }
 type status struct {
 	id, load, active, sub string
 	needReload, canReload bool
+	job                   bool // a job is queued or running for the unit
 	loadErr               string
 }
 
@@ -104,6 +105,10 @@ func (r *Svc) status(ctx context.Context, b *bus) (status, error) {
 	st := status{
 		id: str("Id"), load: str("LoadState"), active: str("ActiveState"), sub: str("SubState"),
 		needReload: bl("NeedDaemonReload"), canReload: bl("CanReload"),
+	}
+	if j, ok := props["Job"].Value().([]any); ok && len(j) == 2 {
+		id, _ := j[0].(uint32)
+		st.job = id != 0
 	}
 	if le, ok := props["LoadError"].Value().([]any); ok && len(le) == 2 {
 		st.loadErr, _ = le[1].(string)
@@ -177,6 +182,11 @@ func (r *Svc) CheckApply(ctx context.Context, apply bool) (changed bool, err err
 		}
 	}
 
+	if apply && st.job && !r.stateMet(st) {
+		if st, err = r.settle(ctx, b, st); err != nil {
+			return changed, err
+		}
+	}
 	switch r.State {
 	case StateRunning:
 		if st.isActive() {
@@ -218,6 +228,49 @@ func (r *Svc) CheckApply(ctx context.Context, apply bool) (changed bool, err err
 		r.logger().Info("stopped", "was", st.active+"/"+st.sub, "took", time.Since(t0).Round(time.Microsecond))
 	}
 	return changed, nil
+}
+
+// stateMet: the unit is in the state asked for (or none is asked for).
+func (r *Svc) stateMet(st status) bool {
+	switch r.State {
+	case StateRunning:
+		return st.isActive()
+	case StateStopped:
+		return st.active == "inactive" || st.active == "failed"
+	}
+	return true
+}
+
+// settle waits for the job already queued or running for the unit (a
+// `systemctl stop` by hand, say) to finish, so that ours does not cancel
+// it, and returns the unit's status then. The wait is bounded like a job's.
+func (r *Svc) settle(ctx context.Context, b *bus, st status) (status, error) {
+	t := time.NewTimer(jobTimeout)
+	defer t.Stop()
+	for st.job {
+		done, stop := b.jobRemoved(st.id)
+		st2, err := r.status(ctx, b) // the job may have ended before the wait began
+		if err != nil || !st2.job {
+			stop()
+			return st2, err
+		}
+		select {
+		case <-done:
+		case <-t.C:
+			stop()
+			return st, r.jobError(ctx, b, "wait for the job queued before", "", fmt.Errorf("%w: another job on the unit still runs after %v", ErrJobTimeout, jobTimeout))
+		case <-b.lost:
+			stop()
+			return st, ErrBusLost
+		case <-ctx.Done():
+			stop()
+			return st, ctx.Err()
+		}
+		if st, err = r.status(ctx, b); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
 }
 
 // checkStartup enables or disables the unit file as asked, from its state

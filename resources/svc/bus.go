@@ -40,6 +40,7 @@ const (
 	propsChanged = propsIface + ".PropertiesChanged"
 	sigReloading = sdManager + ".Reloading"
 	sigFilesChgd = sdManager + ".UnitFilesChanged"
+	sigJobRemovd = sdManager + ".JobRemoved"
 )
 
 // ErrBusLost is returned (wrapped) by calls made on a connection that has
@@ -82,10 +83,13 @@ type bus struct {
 
 	refs int // guarded by busesMu
 
-	mu      sync.Mutex // guards watches, matches
+	mu      sync.Mutex // guards watches, all, matches, jobWaits
 	watches map[dbus.ObjectPath]map[*watch]struct{}
 	all     map[*watch]struct{} // every watch, whatever its unit
 	matches map[dbus.ObjectPath]int
+	// jobWaits are closed at the next JobRemoved of their unit, by the
+	// unit's canonical name.
+	jobWaits map[string][]chan struct{}
 }
 
 // watch is one resource's interest in its unit's signals.
@@ -201,12 +205,13 @@ func dial(ctx context.Context, addr string) (b *bus, err error) {
 		return nil, fmt.Errorf("hello on the bus %s: %w", addr, err)
 	}
 	b = &bus{
-		addr:    addr,
-		conn:    conn,
-		lost:    make(chan struct{}),
-		watches: map[dbus.ObjectPath]map[*watch]struct{}{},
-		all:     map[*watch]struct{}{},
-		matches: map[dbus.ObjectPath]int{},
+		addr:     addr,
+		conn:     conn,
+		lost:     make(chan struct{}),
+		watches:  map[dbus.ObjectPath]map[*watch]struct{}{},
+		all:      map[*watch]struct{}{},
+		matches:  map[dbus.ObjectPath]int{},
+		jobWaits: map[string][]chan struct{}{},
 	}
 	// go-systemd asks for two connections, one for calls and one for
 	// signals; godbus serves both on one, so it gets the same one twice.
@@ -257,6 +262,17 @@ func (b *bus) dispatch(sigs <-chan *dbus.Signal) {
 			b.dirtyAll()
 		case sigFilesChgd:
 			b.dirtyAll()
+		case sigJobRemovd: // go-systemd has the match rule for it
+			if len(s.Body) != 4 {
+				continue
+			}
+			unit, _ := s.Body[2].(string)
+			b.mu.Lock()
+			for _, ch := range b.jobWaits[unit] {
+				close(ch)
+			}
+			delete(b.jobWaits, unit)
+			b.mu.Unlock()
 		}
 	}
 }
@@ -386,4 +402,25 @@ func (b *bus) managerCall(ctx context.Context, d time.Duration, method string, o
 	return b.callTimeout(ctx, d, func(ctx context.Context) error {
 		return b.conn.Object(sdDest, sdPath).CallWithContext(ctx, sdManager+"."+method, 0, args...).Store(out...)
 	})
+}
+
+// jobRemoved returns a channel closed at the next JobRemoved signal of the
+// unit (by its canonical name), and a function to call when no longer
+// waiting.
+func (b *bus) jobRemoved(unit string) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	b.mu.Lock()
+	b.jobWaits[unit] = append(b.jobWaits[unit], ch)
+	b.mu.Unlock()
+	return ch, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		w := b.jobWaits[unit]
+		if i := slices.Index(w, ch); i >= 0 {
+			b.jobWaits[unit] = slices.Delete(w, i, i+1)
+			if len(b.jobWaits[unit]) == 0 {
+				delete(b.jobWaits, unit)
+			}
+		}
+	}
 }
