@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"go.yaml.in/yaml/v3"
@@ -308,6 +309,11 @@ func (p *parser) resource(kind string, n *yaml.Node) *engine.Vertex {
 	name = strings.TrimPrefix(name, "@@")
 	if name == "" {
 		p.errorf(nameNode, "", "a %s resource has an empty name: want a name, unique for its kind", kind)
+		return nil
+	}
+	if i := strings.IndexFunc(name, unicode.IsControl); i >= 0 {
+		// A name goes into every message and log line about the resource.
+		p.errorf(nameNode, "", "a %s resource's name %q holds a control character (%U): want printable text", kind, short(name), []rune(name[i:])[0])
 		return nil
 	}
 	ref := kind + "[" + name + "]"
