@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 RACE     ?= -race
 TESTTIME ?= 30m
 
-.PHONY: all build run test fixtures test-unit deps vet bench bench-quick clean
+.PHONY: all build run test fixtures test-unit deps vet fuzz bench bench-quick clean
 
 all: build
 
@@ -36,8 +36,19 @@ $(ETCD34):
 
 fixtures: $(ETCD34)
 
-test: deps fixtures vet build
+test: deps fixtures vet build fuzz
 	MGMT_TEST_ETCD_BINARY=$(ETCD34) $(GO) test $(RACE) -count=1 -timeout $(TESTTIME) ./...
+
+# Each fuzz target for FUZZTIME (go test fuzzes one target at a time). A
+# crash is written to the package's testdata/fuzz/FuzzXxx/: commit it and it
+# becomes a regression test of every later `go test`.
+FUZZTIME ?= 8s
+FUZZ     := ./yamlgraph:FuzzParse ./resources/file:FuzzValidate ./resources/exec:FuzzValidate ./resources/exec:FuzzSplitArgs
+fuzz:
+	@set -e; for t in $(FUZZ); do \
+		echo "fuzz $${t%%:*} $${t##*:} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 # Unit tests only: no test hosts, no installs.
 test-unit:
