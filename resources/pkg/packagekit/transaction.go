@@ -243,7 +243,7 @@ func (c *Client) cancel(tx dbus.BusObject) {
 }
 
 func (c *Client) fail(method string, err error) error {
-	if errors.Is(err, dbus.ErrClosed) {
+	if c.b.conn.Context().Err() != nil && !errors.Is(err, ErrClosed) {
 		err = errors.Join(err, ErrClosed)
 	}
 	return fmt.Errorf("packagekit: %s: %w", method, err)
