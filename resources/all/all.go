@@ -6,6 +6,7 @@ import (
 	_ "github.com/mgmtconfig/mgmt/resources/exec"
 	_ "github.com/mgmtconfig/mgmt/resources/file"
 	_ "github.com/mgmtconfig/mgmt/resources/noop"
+	_ "github.com/mgmtconfig/mgmt/resources/pkg"
 	_ "github.com/mgmtconfig/mgmt/resources/svc"
 	_ "github.com/mgmtconfig/mgmt/resources/timer"
 )
