@@ -16,6 +16,7 @@ import (
 	"github.com/mgmtconfig/mgmt/agent"
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/etcd"
+	"github.com/mgmtconfig/mgmt/metrics"
 	_ "github.com/mgmtconfig/mgmt/resources/all"
 	"github.com/spf13/cobra"
 )
@@ -82,6 +83,7 @@ func runCmd() *cobra.Command {
 	var logLevel string
 	var tlsFiles etcd.TLSFiles
 	var cpuProfile string
+	var promListen string
 	cmd := &cobra.Command{
 		Use:   "run --file GRAPH.yaml",
 		Short: "Run a graph: apply it, then keep it applied",
@@ -119,6 +121,14 @@ func runCmd() *cobra.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if promListen != "" {
+				ms, err := metrics.Listen(promListen, log)
+				if err != nil {
+					return &usageError{fmt.Sprintf("--prometheus-listen: %v", err)}
+				}
+				defer ms.Close() // after the run, scrapes under way get 2 s
+				cfg.Observer = ms
+			}
 			ctx, stop := signalContext(log)
 			defer stop()
 			return agent.Run(ctx, cfg)
@@ -135,6 +145,7 @@ func runCmd() *cobra.Command {
 	f.StringVar(&cfg.Prefix, "prefix", "/var/lib/mgmt", "directory for the agent's working state")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.Report, "report", "", "at exit, write a JSON summary of the run to this file")
+	f.StringVar(&promListen, "prometheus-listen", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9233 (default: none)")
 	f.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the run to this file (for debugging)")
 	f.MarkHidden("cpu-profile")
 	cc := &cfg.Cluster
