@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 )
 
@@ -80,6 +81,17 @@ func (b *bench) findTools(ctx context.Context) {
 	}
 }
 
+// sizesOf lists the file sizes at which a peer runs in this plan.
+func (b *bench) sizesOf(peer string) []string {
+	var out []string
+	for _, fs := range b.plan.fileSizes {
+		if slices.Contains(fs.peers, peer) {
+			out = append(out, fmt.Sprint(fs.n))
+		}
+	}
+	return out
+}
+
 // have returns "" when tool can run, else why not.
 func (b *bench) have(tool string) string { return b.missing[tool] }
 
@@ -147,7 +159,7 @@ func (b *bench) howRun() []string {
 			"`/var/lib/cfengine3/modules/packages/`, as the masterfiles' update policy would; its installed-packages query is never cached), " +
 			"`commands:` promises. Self-contained policies: no masterfiles library is parsed.",
 		"**pkcon**: `pkcon -y -p install A B C` (one PackageKit transaction), and one `pkcon -y -p install X` per package; " +
-			"the check is the same command again (exit 4, nothing to do, accepted).",
+			"the check is the same command again (exit 5, nothing useful done, accepted).",
 		"**apt-get**: `apt-get install -y -q A B C`; the check is the same command again. **dpkg**: `dpkg -s A B C` is the floor of a check.",
 		"**shell**: a bash script of builtins (files: read and compare, write only what differs, no fsync, no temporary file; " +
 			"execs: the chain in a subshell beside the lone command, then `wait`): what no tool can beat.",
@@ -166,8 +178,8 @@ func (b *bench) scenarios(ctx context.Context, id string) []*scenario {
 		return []*scenario{b.pkgScenario(ctx)}
 	case "files":
 		var out []*scenario
-		for _, n := range b.plan.fileSizes {
-			out = append(out, b.filesScenario(n))
+		for _, fs := range b.plan.fileSizes {
+			out = append(out, b.filesScenario(fs))
 		}
 		return out
 	case "execs":

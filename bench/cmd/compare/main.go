@@ -38,14 +38,21 @@ const (
 
 // plan is how much of each scenario a run does.
 type plan struct {
-	startupRuns  int
-	execSleep    string
-	execRuns     int
-	fileSizes    []int
-	ansibleFiles int // the size at which Ansible also runs (it needs a process per file)
-	fileRuns     int
-	fileBudget   time.Duration
-	pkgRuns      int
+	name        string // "quick" or "full", for the notes of what a plan leaves out
+	startupRuns int
+	execSleep   string
+	execRuns    int
+	// fileSizes: at each size mgmt and the shell floor run, and the peers
+	// listed (Ansible needs a module process per file, Puppet about as
+	// long per file: they run at the smaller sizes only).
+	fileSizes  []fileSize
+	fileRuns   int
+	fileBudget time.Duration
+	pkgRuns    int
+	pkgBudget  time.Duration
+	// pkgPeers, when set, are the only tools of the package scenario
+	// besides mgmt.
+	pkgPeers     []string
 	driftFiles   int
 	driftSamples int
 	svcSamples   int
@@ -56,21 +63,33 @@ type plan struct {
 	noopRuns     int
 }
 
+type fileSize struct {
+	n     int
+	peers []string
+}
+
 var (
 	quickPlan = plan{
-		startupRuns: 5,
+		name:        "quick",
+		startupRuns: 3,
 		execSleep:   "0.5", execRuns: 1,
-		fileSizes: []int{10, 1000}, ansibleFiles: 10, fileRuns: 1,
-		pkgRuns:    1,
+		fileSizes: []fileSize{{200, []string{toolPuppet, toolCFEngine}}}, fileRuns: 1,
+		pkgRuns: 1, pkgPeers: []string{"pkcon", "apt-get", "dpkg -s (floor)"},
 		driftFiles: 100, driftSamples: 20, svcSamples: 10, pkgSamples: 3,
 		exportSizes: []int{3}, exportRuns: 1,
 		noopSizes: []int{1000, 10000}, noopRuns: 1,
 	}
 	fullPlan = plan{
-		startupRuns: 20,
+		name:        "full",
+		startupRuns: 15,
 		execSleep:   "2", execRuns: 3,
-		fileSizes: []int{100, 1000, 10000}, ansibleFiles: 100, fileRuns: 3, fileBudget: 90 * time.Second,
-		pkgRuns:    3,
+		fileSizes: []fileSize{
+			{50, []string{toolPuppet, toolAnsible, toolCFEngine}},
+			{1000, []string{toolPuppet, toolCFEngine}},
+			{10000, []string{toolCFEngine}},
+		},
+		fileRuns: 3, fileBudget: 60 * time.Second,
+		pkgRuns: 3, pkgBudget: 60 * time.Second,
 		driftFiles: 1000, driftSamples: 100, svcSamples: 30, pkgSamples: 10,
 		exportSizes: []int{3, 10}, exportRuns: 3,
 		noopSizes: []int{1000, 10000, 100000}, noopRuns: 3,
@@ -92,6 +111,7 @@ func run() int {
 	only := flag.String("only", "", "run only these scenarios (comma-separated: "+strings.Join(scenarioIDs, ",")+")")
 	noInstall := flag.Bool("no-install", false, "do not install missing peers")
 	keep := flag.Bool("keep", false, "keep the work directory (manifests, graphs, logs)")
+	onlyTools := flag.String("tools", "", "run only these tools (comma-separated table names, e.g. mgmt,pkcon); for debugging")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -135,7 +155,7 @@ func run() int {
 		defer os.RemoveAll(work)
 	}
 
-	started := time.Now()
+	started, loadStart := time.Now(), loadAvg()
 	b := newBench(ctx, log, work, mgmt, p)
 	if !*noInstall {
 		for pkg, err := range installPeers(ctx, log) {
@@ -154,6 +174,10 @@ func run() int {
 			break
 		}
 		for _, s := range b.scenarios(ctx, id) {
+			if *onlyTools != "" {
+				names := strings.Split(*onlyTools, ",")
+				s.tools = slices.DeleteFunc(s.tools, func(t *tool) bool { return !slices.Contains(names, t.name) })
+			}
 			log.Info("scenario", "id", s.id, "title", s.title)
 			s.run(ctx, log)
 			scens = append(scens, s)
@@ -167,6 +191,8 @@ func run() int {
 	for _, s := range scens {
 		rows = append(rows, s.rows()...)
 	}
+	mach := describeMachine(work)
+	mach.LoadStart, mach.LoadEnd = loadStart, loadAvg()
 	command := *madeBy
 	if command == "" {
 		command = "go run ./bench/cmd/compare"
@@ -176,7 +202,7 @@ func run() int {
 		argv:     "go run ./bench/cmd/compare " + strings.Join(os.Args[1:], " "),
 		started:  started,
 		took:     time.Since(started),
-		machine:  describeMachine(work),
+		machine:  mach,
 		versions: b.versions(ctx),
 		install:  b.installErr,
 		rows:     rows,

@@ -78,7 +78,8 @@ func (r *report) markdown() string {
 
 	b.WriteString("## Machine\n\n| | |\n|---|---|\n")
 	m := r.machine
-	for _, kv := range [][2]string{{"CPU", m.CPU}, {"cores", m.Cores}, {"memory", m.Memory}, {"kernel", m.Kernel}, {"OS", m.OS}, {"filesystem of the work directory", m.FS}} {
+	for _, kv := range [][2]string{{"CPU", m.CPU}, {"cores", m.Cores}, {"memory", m.Memory}, {"kernel", m.Kernel}, {"OS", m.OS}, {"filesystem of the work directory", m.FS},
+		{"load average (1, 5, 15 min) at the start", m.LoadStart}, {"load average at the end", m.LoadEnd}} {
 		fmt.Fprintf(&b, "| %s | %s |\n", kv[0], mdEscape(kv[1]))
 	}
 	b.WriteString("\n## Tools\n\n| tool | version |\n|---|---|\n")

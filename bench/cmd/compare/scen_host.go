@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,6 +119,8 @@ func (b *bench) pkgScenario(ctx context.Context) *scenario {
 		title:   "1. three packages",
 		metrics: []metric{{name: "install", unit: "s"}, {name: "check, nothing to do", unit: "s"}},
 		runs:    b.plan.pkgRuns,
+		budget:  b.plan.pkgBudget,
+		minRuns: 2,
 		warmup:  true,
 		notes: []string{fmt.Sprintf("Install %s, then check them with nothing to do, inside one test host against the local repository. "+
 			"Before each run they are purged (untimed); after each phase the program checks with dpkg-query that all three are installed. "+
@@ -197,9 +200,9 @@ func (b *bench) pkgScenario(ctx context.Context) *scenario {
 		return same(b.mgmtRun(hostMgmt, hostDir+"/"+graph, "/root/mgmt-prefix")...)
 	}
 	mg := mk(toolMgmt, nil, nil, nil, mgmtCmd("pkgs.yaml"), mgmtCmd("pkgs.yaml"))
-	mg.ref, mg.note = true, "grouped"
-	mgu := mk(toolMgmt, nil, nil, nil, mgmtCmd("pkgs-ungrouped.yaml"), mgmtCmd("pkgs-ungrouped.yaml"))
-	mgu.note = "ungrouped"
+	mg.ref, mg.note = true, "grouped: one transaction"
+	mgu := mk(toolMgmt+" ungrouped", nil, nil, nil, mgmtCmd("pkgs-ungrouped.yaml"), mgmtCmd("pkgs-ungrouped.yaml"))
+	mgu.note = "`meta: {autogroup: false}`: a transaction per package"
 	if err := mgmtKnows(ctx, t, hostMgmt, hostDir+"/pkgs.yaml"); err != nil {
 		why := "the pkg kind: " + err.Error()
 		if errors.Is(err, errPending) {
@@ -213,12 +216,13 @@ func (b *bench) pkgScenario(ctx context.Context) *scenario {
 		pkconEach = append(pkconEach, []string{"pkcon", "-y", "-p", "install", n})
 	}
 	aptGet := append([]string{"apt-get", "install", "-y", "-q"}, benchPkgs...)
-	// pkcon exits 4 when there was nothing to do.
-	pkconCheckOK := []int{0, 4}
+	// pkcon exits 5 when there was nothing to do ("The selected packages may
+	// already be installed").
+	pkconCheckOK := []int{0, 5}
 	pk := mk("pkcon", nil, nil, pkconCheckOK, same(pkcon...), same(pkcon...))
 	pk.note = "one transaction"
-	pk3 := mk("pkcon", nil, nil, pkconCheckOK, pkconEach, pkconEach)
-	pk3.note = "one run per package"
+	pk3 := mk("pkcon, one per package", nil, nil, pkconCheckOK, pkconEach, pkconEach)
+	pk3.note = "one `pkcon install` per package, in turn"
 	dpkg := mk("dpkg -s (floor)", nil, nil, nil, nil, same(append([]string{"dpkg", "-s"}, benchPkgs...)...))
 	dpkg.reset = func(ctx context.Context) error {
 		if err := purge(ctx); err != nil {
@@ -235,6 +239,13 @@ func (b *bench) pkgScenario(ctx context.Context) *scenario {
 		pk, pk3,
 		mk("apt-get", nil, nil, nil, same(aptGet...), same(aptGet...)),
 		dpkg,
+	}
+	if b.plan.pkgPeers != nil {
+		for _, t := range s.tools[2:] {
+			if t.notRun == "" && !slices.Contains(b.plan.pkgPeers, t.name) {
+				t.notRun = fmt.Sprintf("not run in the %s subset (`make bench` runs it)", b.plan.name)
+			}
+		}
 	}
 	return s
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/mgmtconfig/mgmt/bench/desired"
@@ -118,7 +120,8 @@ func (b *bench) execScenario() *scenario {
 // syncAll flushes every filesystem's dirty pages (untimed, between phases).
 func syncAll() { unix.Sync() }
 
-func (b *bench) filesScenario(n int) *scenario {
+func (b *bench) filesScenario(size fileSize) *scenario {
+	n := size.n
 	f := desired.Files{Root: b.path(fmt.Sprintf("files-%d/tree", n)), N: n}
 	dir := fmt.Sprintf("files-%d/", n)
 	s := &scenario{
@@ -137,9 +140,15 @@ func (b *bench) filesScenario(n int) *scenario {
 			"then a repair after 10 files were overwritten. After every phase the program reads every file back and fails the run "+
 			"unless each holds its content.", n, desired.PerDir)},
 	}
-	gen := map[string][]byte{"graph.yaml": f.Mgmt(), "site.pp": f.Puppet(), "converge.sh": f.Shell(), "policy.cf": f.CFEngine()}
-	if n <= b.plan.ansibleFiles {
+	gen := map[string][]byte{"graph.yaml": f.Mgmt(), "converge.sh": f.Shell()}
+	if slices.Contains(size.peers, toolPuppet) {
+		gen["site.pp"] = f.Puppet()
+	}
+	if slices.Contains(size.peers, toolAnsible) {
 		gen["play.yml"] = f.Ansible()
+	}
+	if slices.Contains(size.peers, toolCFEngine) {
+		gen["policy.cf"] = f.CFEngine()
 	}
 	paths := map[string]string{}
 	for name, data := range gen {
@@ -185,16 +194,22 @@ func (b *bench) filesScenario(n int) *scenario {
 	mg.notRun, mg.ref = "", true
 	sh := three("shell (floor)", nil, nil, "bash", paths["converge.sh"])
 	sh.notRun = ""
-	an := three(toolAnsible, nil, nil, ansiblePlaybook(paths["play.yml"])...)
-	if n > b.plan.ansibleFiles && an.notRun == "" {
-		an.notRun = fmt.Sprintf("not run at this size: Ansible runs a module process per file; it runs in the %d-file rows", b.plan.ansibleFiles)
-	}
 	s.tools = []*tool{
 		mg,
 		three(toolPuppet, nil, puppetOK, b.puppetApply(paths["site.pp"], false)...),
-		an,
+		three(toolAnsible, nil, nil, ansiblePlaybook(paths["play.yml"])...),
 		three(toolCFEngine, nil, nil, cfAgent(paths["policy.cf"])...),
 		sh,
+	}
+	for _, t := range s.tools[1:4] {
+		if t.notRun != "" || slices.Contains(size.peers, t.name) {
+			continue
+		}
+		if at := b.sizesOf(t.name); len(at) > 0 {
+			t.notRun = fmt.Sprintf("not run at this size, to keep the whole run within its time (it runs at %s files)", strings.Join(at, ", "))
+		} else {
+			t.notRun = fmt.Sprintf("not run in the %s subset (`make bench` runs it)", b.plan.name)
+		}
 	}
 	return s
 }

@@ -116,6 +116,17 @@ func debVersion(ctx context.Context, pkg string) string {
 // machine describes where the numbers were measured.
 type machine struct {
 	CPU, Cores, Memory, Kernel, OS, FS string
+	LoadStart, LoadEnd                 string // /proc/loadavg's 1, 5 and 15 minute averages
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages: other work on the
+// machine shows in every number measured.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], ", ")
+	}
+	return "unknown"
 }
 
 func describeMachine(workDir string) machine {
