@@ -5,8 +5,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +24,9 @@ import (
 // the life of the process, so the count of goroutines is not compared.)
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if mgmtDir != "" {
+		os.RemoveAll(mgmtDir)
+	}
 	if code == 0 {
 		var stacks string
 		end := time.Now().Add(5 * time.Second)
@@ -207,4 +213,37 @@ func mustCheck(t testing.TB, r *Svc, apply, want bool) {
 	if changed != want {
 		t.Fatalf("CheckApply(apply=%v) changed = %v, want %v", apply, changed, want)
 	}
+}
+
+var (
+	mgmtOnce sync.Once
+	mgmtDir  string // holds the mgmt binary built for the tests; removed by TestMain
+	mgmtBin  string
+	mgmtErr  error
+)
+
+// installMgmt builds the mgmt command once for all the tests of the
+// package and installs it in the host; it returns its path in the host.
+func installMgmt(t testing.TB, h *testhost.Host) string {
+	t.Helper()
+	mgmtOnce.Do(func() {
+		if mgmtDir, mgmtErr = os.MkdirTemp("", "mgmt-svc-test-"); mgmtErr != nil {
+			return
+		}
+		mgmtBin = filepath.Join(mgmtDir, "mgmt")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", mgmtBin, testhost.MgmtPackage).CombinedOutput()
+		if err != nil {
+			mgmtErr = fmt.Errorf("go build %s: %w\n%s", testhost.MgmtPackage, err, out)
+		}
+	})
+	if mgmtErr != nil {
+		t.Fatal(mgmtErr)
+	}
+	path, err := h.InstallBinary(mgmtBin, "mgmt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

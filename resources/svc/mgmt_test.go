@@ -55,7 +55,7 @@ func TestMgmtInHost(t *testing.T) {
 	testhost.Require(t)
 	h := testhost.StartT(t, testhost.Options{})
 	e := &host{t: t, h: h}
-	mgmt := testhost.InstallMgmt(t, h)
+	mgmt := installMgmt(t, h)
 	const name = "mgmt-test-e2e.service"
 	if err := h.WriteFile("/root/graph.yaml", []byte(e2eGraph(1)), 0o644); err != nil {
 		t.Fatal(err)
