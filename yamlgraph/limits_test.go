@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/resources/noop"
 )
 
 // parseOnly parses data and returns its errors, failing the test if the
@@ -182,5 +185,18 @@ func TestAliasesFollowed(t *testing.T) {
 	}
 	if m := g.Vertices[1].Meta; m.Retry != 2 || m.Delay != 10 {
 		t.Fatalf("meta through an alias: %+v", m)
+	}
+}
+
+// Collected resources enter through NewVertex: a name that could forge log
+// lines is refused there too.
+func TestNewVertexRefusesControlCharacters(t *testing.T) {
+	for _, name := range []string{"", "a\nb", "a\x1b[31m"} {
+		if _, err := NewVertex("noop", name, false, engine.DefaultMeta(), &noop.Noop{}); err == nil {
+			t.Errorf("name %q accepted", name)
+		}
+	}
+	if _, err := NewVertex("noop", "fine name/é", false, engine.DefaultMeta(), &noop.Noop{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -373,6 +373,9 @@ func (p *parser) checkMeta(n *yaml.Node, ref string) {
 // NewVertex validates a decoded resource and wraps it into a vertex with
 // its Hash. It is also how collected resources enter a graph.
 func NewVertex(kind, name string, exported bool, meta engine.Meta, res engine.Res) (*engine.Vertex, error) {
+	if i := strings.IndexFunc(name, unicode.IsControl); i >= 0 || name == "" {
+		return nil, fmt.Errorf("name %q: want printable text, not empty", short(name))
+	}
 	if n, ok := res.(engine.Namer); ok {
 		n.SetName(name)
 	}
