@@ -258,7 +258,7 @@ func (r *Svc) settle(ctx context.Context, b *bus, st status) (status, error) {
 		case <-done:
 		case <-t.C:
 			stop()
-			return st, r.jobError(ctx, b, "wait for the job queued before", "", fmt.Errorf("%w: another job on the unit still runs after %v", ErrJobTimeout, jobTimeout))
+			return st, r.jobError(ctx, b, "wait for the pending job of", "", fmt.Errorf("%w: another job on the unit still runs after %v", ErrJobTimeout, jobTimeout))
 		case <-b.lost:
 			stop()
 			return st, ErrBusLost
