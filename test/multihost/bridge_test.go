@@ -154,10 +154,10 @@ func partitionAndHeal(ctx context.Context, t *testing.T, log *dirLog, hosts []*d
 		t.Fatal(err)
 	}
 	cutAt := time.Now()
-	// The other two have a leader (a new one if the cut host led) before the
-	// change is published: a
-	// Publish that finds no leader fails (the agent logs it).
-	waitCond(ctx, t, "a new leader among the hosts still connected", 20*time.Second, func() bool {
+	// The other two have a leader (a new one if the cut host led) before
+	// the change is published: a Publish that finds no leader fails, and
+	// the agent does not try it again.
+	waitCond(ctx, t, "a leader among the hosts still connected", 20*time.Second, func() bool {
 		l, err := memberLeader(ctx, changer)
 		return err == nil && l != "" && l != cut.name
 	})
