@@ -182,7 +182,10 @@ func TestSharedConnection(t *testing.T) {
 		t.Fatalf("connection for %s: %v with %d references, want one with %d", e.h.SystemBusAddress(), b, refs, len(names))
 	}
 	for _, r := range res {
-		if r.b != b {
+		r.mu.Lock()
+		own := r.b != b
+		r.mu.Unlock()
+		if own {
 			t.Errorf("%s has its own connection", r.unit)
 		}
 	}
