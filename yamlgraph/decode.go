@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -17,7 +18,19 @@ type fieldSet struct {
 	names []string         // sorted keys, for messages
 }
 
+// fieldSets caches fieldsOf by type: it runs for every resource parsed.
+var fieldSets sync.Map // reflect.Type -> fieldSet
+
 func fieldsOf(t reflect.Type) fieldSet {
+	if fs, ok := fieldSets.Load(t); ok {
+		return fs.(fieldSet)
+	}
+	fs := fieldSetOf(t)
+	fieldSets.Store(t, fs)
+	return fs
+}
+
+func fieldSetOf(t reflect.Type) fieldSet {
 	fs := fieldSet{index: map[string][]int{}}
 	var walk func(t reflect.Type, prefix []int)
 	walk = func(t reflect.Type, prefix []int) {
