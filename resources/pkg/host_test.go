@@ -167,7 +167,7 @@ func TestNewest(t *testing.T) {
 	wantStatus(t, h, pkgVer+" installed 2.0", pkgVer)
 	// The check's Resolve; a Resolve under the free filter before
 	// updating (allownonfree is false); the update.
-	if got := o.transactions(t); !reflect.DeepEqual(got, []uint32{roleResolve, roleResolve, roleUpdate}) {
+	if got := o.transactions(t); !reflect.DeepEqual(got, []packagekit.Role{roleResolve, roleResolve, roleUpdate}) {
 		t.Errorf("transactions (roles) %v, want Resolve, Resolve, UpdatePackages", got)
 	}
 	mustCheck(t, p, true, false)
@@ -210,7 +210,7 @@ func TestGroupOneTransaction(t *testing.T) {
 	wantStatus(t, h, pkgA+" installed 1.0\n"+pkgC+" installed 1.0\n"+pkgSvc+" installed 1.0", pkgA, pkgC, pkgSvc)
 	// The check's Resolve; a Resolve under the free filter before
 	// installing (allownonfree is false); the installation.
-	if got := o.transactions(t); !reflect.DeepEqual(got, []uint32{roleResolve, roleResolve, roleInstall}) {
+	if got := o.transactions(t); !reflect.DeepEqual(got, []packagekit.Role{roleResolve, roleResolve, roleInstall}) {
 		t.Errorf("transactions (roles) %v, want Resolve, Resolve, InstallPackages", got)
 	}
 	by := o.changedBy()
@@ -226,13 +226,13 @@ func TestGroupOneTransaction(t *testing.T) {
 	wantStatus(t, h, pkgA+" -\n"+pkgC+" installed 1.0\n"+pkgSvc+" installed 1.0\n"+pkgVer+" installed 1.0", pkgA, pkgC, pkgSvc, pkgVer)
 	// Resolve; the removal simulated, then done; the version checked;
 	// the installation.
-	want := []uint32{roleResolve, roleRemove, roleRemove, roleResolve, roleInstall}
+	want := []packagekit.Role{roleResolve, roleRemove, roleRemove, roleResolve, roleInstall}
 	if got := o.transactions(t); !reflect.DeepEqual(got, want) {
 		t.Errorf("transactions (roles) %v, want %v", got, want)
 	}
 	o.reset(t)
 	mustCheck(t, g, true, false)
-	if got := o.transactions(t); !reflect.DeepEqual(got, []uint32{roleResolve}) {
+	if got := o.transactions(t); !reflect.DeepEqual(got, []packagekit.Role{roleResolve}) {
 		t.Errorf("a check with nothing to do ran %v, want one Resolve", got)
 	}
 }

@@ -230,18 +230,15 @@ type observer struct {
 
 	mu       sync.Mutex // guards the fields below
 	finished []dbus.ObjectPath
-	roles    map[dbus.ObjectPath]uint32
+	roles    map[dbus.ObjectPath]packagekit.Role
 	changed  map[string]dbus.ObjectPath // package name -> transaction that installed/removed/updated it
 }
 
-// PackageKit's role numbers (PkRoleEnum) that the tests look for.
 const (
-	roleInstall  = 11
-	roleRemove   = 14
-	roleResolve  = 17
-	roleUpdate   = 22
-	roleDownload = 25
-	roleGetFiles = 4
+	roleInstall = packagekit.RoleInstallPackages
+	roleRemove  = packagekit.RoleRemovePackages
+	roleResolve = packagekit.RoleResolve
+	roleUpdate  = packagekit.RoleUpdatePackages
 )
 
 func observe(tb testing.TB, h *testhost.Host) *observer {
@@ -254,7 +251,7 @@ func observe(tb testing.TB, h *testhost.Host) *observer {
 	if err := conn.AddMatchSignalContext(ctx, dbus.WithMatchSender("org.freedesktop.PackageKit")); err != nil {
 		tb.Fatal(err)
 	}
-	o := &observer{conn: conn, sigs: make(chan *dbus.Signal, 1024), roles: map[dbus.ObjectPath]uint32{}, changed: map[string]dbus.ObjectPath{}}
+	o := &observer{conn: conn, sigs: make(chan *dbus.Signal, 1024), roles: map[dbus.ObjectPath]packagekit.Role{}, changed: map[string]dbus.ObjectPath{}}
 	conn.Signal(o.sigs)
 	done := make(chan struct{})
 	go func() {
@@ -294,7 +291,7 @@ func (o *observer) record(s *dbus.Signal) {
 		if dbus.Store(s.Body, &iface, &props, &inv) == nil {
 			if v, ok := props["Role"]; ok {
 				if r, ok := v.Value().(uint32); ok && r != 0 {
-					o.roles[s.Path] = r
+					o.roles[s.Path] = packagekit.Role(r)
 				}
 			}
 		}
@@ -329,11 +326,11 @@ func (o *observer) reset(tb testing.TB) {
 
 // transactions returns the roles of the transactions finished since the
 // last reset, in order.
-func (o *observer) transactions(tb testing.TB) []uint32 {
+func (o *observer) transactions(tb testing.TB) []packagekit.Role {
 	o.sync(tb)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var roles []uint32
+	var roles []packagekit.Role
 	for _, p := range o.finished {
 		roles = append(roles, o.roles[p])
 	}

@@ -52,8 +52,12 @@ const (
 	UpdatesChanged Event = iota + 1
 	// RepoListChanged: PackageKit's RepoListChanged signal.
 	RepoListChanged
-	// TransactionDone: a transaction this connection did not start left
-	// PackageKit's transaction list (from TransactionListChanged).
+	// TransactionDone: a transaction this connection did not start, whose
+	// role changes packages or repositories (installs, removals, updates,
+	// cache refreshes...), left PackageKit's transaction list (from
+	// TransactionListChanged, and the Role its PropertiesChanged signals
+	// announced). Queries of other clients are not reported: two agents
+	// reacting to each other's Resolve would never rest.
 	TransactionDone
 )
 
@@ -88,6 +92,7 @@ type bus struct {
 	txs    map[dbus.ObjectPath]*mailbox // transactions under way, by path
 	mine   map[dbus.ObjectPath]bool     // transactions this connection created, until they leave the list
 	listed map[dbus.ObjectPath]bool     // PackageKit's transaction list, as last announced
+	roles  map[dbus.ObjectPath]Role     // roles of transactions, from their PropertiesChanged signals
 	subs   map[*func(Event)]struct{}    // Subscribe's callbacks
 }
 
@@ -114,6 +119,7 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 		txs:    map[dbus.ObjectPath]*mailbox{},
 		mine:   map[dbus.ObjectPath]bool{},
 		listed: map[dbus.ObjectPath]bool{},
+		roles:  map[dbus.ObjectPath]Role{},
 		subs:   map[*func(Event)]struct{}{},
 	}
 	conn, err := dbus.Dial(addr, dbus.WithSignalHandler(b))
@@ -202,6 +208,7 @@ func (b *bus) DeliverSignal(iface, member string, s *dbus.Signal) {
 		}
 		clear(b.listed)
 		clear(b.mine)
+		clear(b.roles)
 	case s.Path == daemonPath && iface == ifaceDaemon:
 		switch member {
 		case "UpdatesChanged":
@@ -224,9 +231,10 @@ func (b *bus) DeliverSignal(iface, member string, s *dbus.Signal) {
 				}
 				if b.mine[p] {
 					delete(b.mine, p)
-				} else {
-					foreign = true
+				} else if r, ok := b.roles[p]; !ok || r.changes() {
+					foreign = true // a role never announced counts as a change
 				}
+				delete(b.roles, p)
 			}
 			b.listed = now
 			if foreign {
@@ -236,9 +244,29 @@ func (b *bus) DeliverSignal(iface, member string, s *dbus.Signal) {
 	default:
 		if box := b.txs[s.Path]; box != nil {
 			box.put(s)
+			return
+		}
+		if iface == ifaceProps && member == "PropertiesChanged" {
+			var name string
+			var props map[string]dbus.Variant
+			var inv []string
+			if dbus.Store(s.Body, &name, &props, &inv) != nil || name != ifaceTx {
+				return
+			}
+			if v, ok := props["Role"]; ok {
+				if r, ok := v.Value().(uint32); ok && r != 0 {
+					if len(b.roles) >= maxRoles {
+						clear(b.roles) // announced but never listed: forget them
+					}
+					b.roles[s.Path] = Role(r)
+				}
+			}
 		}
 	}
 }
+
+// maxRoles bounds the roles remembered for transactions of other clients.
+const maxRoles = 1024
 
 func (b *bus) notifyLocked(ev Event) {
 	for fn := range b.subs {

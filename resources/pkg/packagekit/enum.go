@@ -158,3 +158,40 @@ func name(names []string, v uint32) string {
 	}
 	return strconv.FormatUint(uint64(v), 10)
 }
+
+// Role is what a transaction does (PkRoleEnum).
+type Role uint32
+
+// Roles of the transactions this package runs.
+const (
+	RoleGetFiles         Role = 4
+	RoleInstallPackages  Role = 11
+	RoleRemovePackages   Role = 14
+	RoleResolve          Role = 17
+	RoleUpdatePackages   Role = 22
+	RoleDownloadPackages Role = 25
+	RoleGetFilesLocal    Role = 31
+)
+
+var roleNames = []string{
+	"unknown", "cancel", "depends-on", "get-details", "get-files", "get-packages", "get-repo-list",
+	"required-by", "get-update-detail", "get-updates", "install-files", "install-packages",
+	"install-signature", "refresh-cache", "remove-packages", "repo-enable", "repo-set-data",
+	"resolve", "search-details", "search-file", "search-group", "search-name", "update-packages",
+	"what-provides", "accept-eula", "download-packages", "get-distro-upgrades", "get-categories",
+	"get-old-transactions", "repair-system", "get-details-local", "get-files-local", "repo-remove",
+	"upgrade-system",
+}
+
+func (r Role) String() string { return name(roleNames, uint32(r)) }
+
+// changes reports whether a transaction of this role may change the
+// installed packages or what the repositories offer.
+func (r Role) changes() bool {
+	switch r.String() {
+	case "install-files", "install-packages", "refresh-cache", "remove-packages", "repo-enable",
+		"repo-set-data", "update-packages", "upgrade-system", "repair-system", "repo-remove":
+		return true
+	}
+	return false
+}

@@ -178,9 +178,11 @@ func settled(tb testing.TB, c *Client) {
 }
 
 // Transactions against the host's PackageKit, and the daemon's signals:
-// an installation reports its packages and brings UpdatesChanged; a
-// transaction of another client (pkcon) brings TransactionDone, the
-// client's own transactions never do.
+// an installation reports its packages and brings UpdatesChanged; an
+// installation by another client (pkcon) brings TransactionDone; the
+// client's own transactions and other clients' queries never do.
+// PackageKit's errors come with its code and message (DownloadPackages in
+// a host without a network).
 func TestTransactionsAndEvents(t *testing.T) {
 	testhost.RequireTools(t, "pkcon")
 	h := host(t)
@@ -206,23 +208,53 @@ func TestTransactionsAndEvents(t *testing.T) {
 	for _, p := range res.Packages {
 		installing = installing || (p.Name() == testrepo.PkgA && p.Info == InfoInstalling)
 	}
-	if !installing || res.Path == "" {
-		t.Errorf("InstallPackages reported %+v on %q", res.Packages, res.Path)
+	if !installing || res.Path == "" || res.Role != RoleInstallPackages {
+		t.Errorf("InstallPackages reported %+v on %q, role %v", res.Packages, res.Path, res.Role)
 	}
-	files, err := c.GetFiles(ctx, []string{pkgs[0].ID})
+	res, err = c.Transact(ctx, "GetFiles", []string{pkgs[0].ID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(files); !strings.Contains(got, "/usr/share/mgmt-test-a/README") {
-		t.Errorf("GetFiles: %s", got)
+	if got := fmt.Sprint(res.Files); !strings.Contains(got, "/usr/share/mgmt-test-a/README") || res.Role != RoleGetFiles {
+		t.Errorf("GetFiles: %s, role %v", got, res.Role)
+	}
+	// The roles of the transactions the pkg resource runs, as numbered.
+	for _, tt := range []struct {
+		method string
+		args   []any
+		role   Role
+	}{
+		{"Resolve", []any{uint64(FilterArch), []string{testrepo.PkgC}}, RoleResolve},
+		{"RemovePackages", []any{uint64(FlagSimulate), []string{pkgs[0].ID}, false, false}, RoleRemovePackages},
+		{"UpdatePackages", []any{uint64(FlagSimulate), []string{pkgs[0].ID}}, RoleUpdatePackages},
+		{"GetFilesLocal", []any{[]string{"/srv/mgmt-testrepo/mgmt-test-c_1.0_all.deb"}}, RoleGetFilesLocal},
+	} {
+		res, err := c.Transact(ctx, tt.method, tt.args...)
+		if err != nil {
+			t.Errorf("%s: %v", tt.method, err)
+		} else if res.Role != tt.role {
+			t.Errorf("%s: role %d %v, want %d %v", tt.method, res.Role, res.Role, tt.role, tt.role)
+		}
+	}
+	_, err = c.Transact(ctx, "DownloadPackages", true, []string{pkgs[0].ID})
+	var pkErr *Error
+	if !errors.Is(err, ErrNoNetwork) || !errors.As(err, &pkErr) || !strings.Contains(pkErr.Details, "offline") {
+		t.Errorf("DownloadPackages offline: %v, want PackageKit's %v", err, ErrNoNetwork)
 	}
 	waitFor(t, 10*time.Second, func() bool { return ev.count(UpdatesChanged) > 0 }, "UpdatesChanged after an installation")
 	settled(t, c)
 	if n := ev.count(TransactionDone); n != 0 {
 		t.Errorf("%d TransactionDone events for the client's own transactions", n)
 	}
+	// Another client's query is no event; its installation is.
 	run(t, h, "pkcon", "--plain", "resolve", testrepo.PkgC)
-	waitFor(t, 10*time.Second, func() bool { return ev.count(TransactionDone) > 0 }, "TransactionDone after pkcon's transaction")
+	settled(t, c)
+	if n := ev.count(TransactionDone); n != 0 {
+		t.Errorf("%d TransactionDone events for pkcon resolve", n)
+	}
+	run(t, h, "pkcon", "--plain", "--noninteractive", "install", testrepo.PkgC)
+	t.Cleanup(func() { run(t, h, "dpkg", "--purge", testrepo.PkgC) })
+	waitFor(t, 10*time.Second, func() bool { return ev.count(TransactionDone) > 0 }, "TransactionDone after pkcon's installation")
 }
 
 // Shared keeps one connection per bus address, and dials again once it

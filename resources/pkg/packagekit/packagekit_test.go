@@ -28,6 +28,9 @@ func TestEnumNames(t *testing.T) {
 		{InfoInstalled, "installed"},
 		{InfoDowngrading, "downgrading"},
 		{UpdatesChanged, "updates-changed"},
+		{RoleResolve, "resolve"},
+		{RoleGetFilesLocal, "get-files-local"},
+		{Role(33), "upgrade-system"},
 	} {
 		if s := tt.got.String(); s != tt.want {
 			t.Errorf("%#v prints %q, want %q", tt.got, s, tt.want)
@@ -66,5 +69,18 @@ func TestError(t *testing.T) {
 	noCode := &Error{Method: "InstallPackages", Exit: ExitNeedUntrusted}
 	if errors.Is(noCode, ErrorCode(0)) || noCode.Error() != "packagekit: InstallPackages: the transaction ended with need-untrusted" {
 		t.Errorf("without a code: %v", noCode)
+	}
+}
+
+func TestRoleChanges(t *testing.T) {
+	for r := Role(0); r <= 34; r++ {
+		want := false
+		switch r {
+		case 10, 11, 13, 14, 15, 16, 22, 29, 32, 33: // install-files ... upgrade-system
+			want = true
+		}
+		if r.changes() != want {
+			t.Errorf("%d %v: changes() = %v", r, r, r.changes())
+		}
 	}
 }

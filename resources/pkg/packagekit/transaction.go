@@ -55,6 +55,7 @@ type Result struct {
 	Packages []Package           // from Package (and Packages) signals, in order
 	Files    map[string][]string // package ID -> files, from Files signals
 	Runtime  time.Duration       // as reported by Finished
+	Role     Role                // as the transaction's properties announced it
 }
 
 // Error is a transaction that failed: PackageKit's own error code and
@@ -201,6 +202,7 @@ func (c *Client) Transact(ctx context.Context, method string, args ...any) (*Res
 					return nil, c.fail(method, fmt.Errorf("malformed Finished signal: %w", err))
 				}
 				res.Runtime = time.Duration(runtime) * time.Millisecond
+				res.Role = prog.role
 				if pkErr == nil && Exit(exit) != ExitSuccess {
 					pkErr = &Error{Method: method}
 				}
@@ -259,6 +261,7 @@ type progress struct {
 	last   time.Time // of the last line
 	status Status
 	pct    uint32
+	role   Role
 	item   string // the last ItemProgress
 }
 
@@ -272,6 +275,11 @@ func (p *progress) changed(s *dbus.Signal) {
 	if v, ok := props["Status"]; ok {
 		if u, ok := v.Value().(uint32); ok {
 			p.status = Status(u)
+		}
+	}
+	if v, ok := props["Role"]; ok {
+		if u, ok := v.Value().(uint32); ok {
+			p.role = Role(u)
 		}
 	}
 	if v, ok := props["Percentage"]; ok {
