@@ -135,12 +135,16 @@ func Parse(file string, data []byte) (*Graph, error) {
 	}
 	p := &parser{file: file}
 	root := deref(doc.Content[0])
+	top := []string{"collect", "comment", "edges", "graph", "resources"}
 	if root.Kind != yaml.MappingNode {
-		p.errorf(root, "", "the top level is %s: want a mapping with keys graph, comment, resources, edges, collect", describe(root))
+		hint := ""
+		if root.Kind == yaml.ScalarNode && contains(top, root.Value) {
+			hint = fmt.Sprintf(" (%s: with a colon?)", root.Value)
+		}
+		p.errorf(root, "", "the top level is %s%s: want a mapping with keys graph, comment, resources, edges, collect", describe(root), hint)
 		return nil, p.errs
 	}
 	g := &Graph{File: file}
-	top := []string{"collect", "comment", "edges", "graph", "resources"}
 	var resources, edges, collect *yaml.Node
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
