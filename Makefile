@@ -54,11 +54,19 @@ fuzz:
 test-unit:
 	$(GO) test -count=1 -short ./...
 
+# make bench: the Go benchmarks of every package, then the side-by-side
+# comparison with Puppet, Ansible, CFEngine, pkcon and apt-get
+# (bench/cmd/compare, which installs the peers when missing), which writes
+# docs/benchmarks.md. make bench-quick: a subset of both, in under 2 minutes.
+COMPARE := $(GO) run ./bench/cmd/compare -mgmt ./mgmt -out docs/benchmarks.md
+
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./... | tee bench.out
+	$(COMPARE) -made-by 'make bench'
 
-bench-quick: build
+bench-quick: deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -short ./engine/ ./pgraph/ | tee bench.out
+	$(COMPARE) -quick -made-by 'make bench-quick'
 
 clean:
 	rm -f mgmt bench.out

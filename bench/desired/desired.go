@@ -254,17 +254,24 @@ type Packages struct {
 	// Ungrouped sets meta autogroup: false on every mgmt pkg resource, so
 	// that each is its own PackageKit transaction.
 	Ungrouped bool
+	// AllowUnsupported sets allowunsupported: true on every mgmt pkg
+	// resource: PackageKit does not count a local repository as the
+	// distribution's own (the other tools do not ask).
+	AllowUnsupported bool
 }
 
 // Mgmt is the set as pkg resources.
 func (p Packages) Mgmt() []byte {
 	var res []yaml.Node
 	for _, n := range p.Names {
-		if p.Ungrouped {
-			res = append(res, mapping("name", n, "state", "installed", "meta", mapping("autogroup", false)))
-		} else {
-			res = append(res, mapping("name", n, "state", "installed"))
+		kv := []any{"name", n, "state", "installed"}
+		if p.AllowUnsupported {
+			kv = append(kv, "allowunsupported", true)
 		}
+		if p.Ungrouped {
+			kv = append(kv, "meta", mapping("autogroup", false))
+		}
+		res = append(res, mapping(kv...))
 	}
 	name := "pkgs"
 	if p.Ungrouped {

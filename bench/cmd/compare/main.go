@@ -75,7 +75,7 @@ var (
 		execSleep:   "0.5", execRuns: 1,
 		fileSizes: []fileSize{{200, []string{toolPuppet, toolCFEngine}}}, fileRuns: 1,
 		pkgRuns: 1, pkgPeers: []string{"pkcon", "apt-get", "dpkg -s (floor)"},
-		driftFiles: 100, driftSamples: 20, svcSamples: 10, pkgSamples: 3,
+		driftFiles: 100, driftSamples: 20, svcSamples: 5, pkgSamples: 2,
 		exportSizes: []int{3}, exportRuns: 1,
 		noopSizes: []int{1000, 10000}, noopRuns: 1,
 	}

@@ -70,7 +70,7 @@ func (b *bench) driftScenario(ctx context.Context) *scenario {
 			graph []byte
 		}{
 			{svc, "svc", desired.Service(driftUnit)},
-			{pkg, "pkg", desired.Packages{Names: []string{testrepo.PkgA}}.Mgmt()},
+			{pkg, "pkg", desired.Packages{Names: []string{testrepo.PkgA}, AllowUnsupported: true}.Mgmt()},
 		} {
 			name := hostDir + "/drift-" + k.kind + ".yaml"
 			err := h.WriteFile(name, k.graph, 0o644)
