@@ -15,9 +15,8 @@ import (
 // locateLimit bounds the files whose syntax errors are located by parsing
 // prefixes: about 20 parses of up to the whole file (BenchmarkLocate, 128
 // KiB with the error at its end: 0.8 s on a 2-core machine under a load of
-// 14). Larger files
-// get the line the YAML library reports, which may be where the enclosing
-// block began.
+// 14). Larger files get the line the YAML library reports, which may be
+// where the enclosing block began.
 const locateLimit = 128 << 10
 
 // checkText refuses what is not YAML text at all, before the YAML parser
