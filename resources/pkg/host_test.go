@@ -428,25 +428,12 @@ func TestErrors(t *testing.T) {
 	})
 
 	t.Run("lock held by another package manager", func(t *testing.T) {
-		testhost.RequireTools(t, "python3")
 		purge(t, h, pkgA)
-		holder, err := h.Spawn(testCtx(t, 2*time.Minute), "python3", "-c", `
-import fcntl, sys, time
-locks = [open(p, "w") for p in ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")]
-for f in locks:
-    fcntl.lockf(f, fcntl.LOCK_EX)
-print("locked", flush=True)
-time.sleep(120)
-`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { holder.Stop(5 * time.Second) })
-		waitFor(t, 10*time.Second, func() bool { return strings.Contains(holder.Output(), "locked") }, holder.Output)
+		holdDpkgLock(t, h)
 		p := newRes(t, pkgA, "")
 		// PackageKit waits for the lock a while, then gives up with its
 		// own error.
-		_, err = p.CheckApply(ctx(t), true)
+		_, err := p.CheckApply(ctx(t), true)
 		if !errors.Is(err, packagekit.ErrCannotGetLock) || !strings.Contains(err.Error(), "lock") {
 			t.Errorf("%v; want PackageKit's %v", err, packagekit.ErrCannotGetLock)
 		}
