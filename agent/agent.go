@@ -38,6 +38,9 @@ type Config struct {
 	Cluster ClusterConfig
 	// Report, when set, receives a JSON summary of the run at exit.
 	Report string
+	// Reload, when it delivers, makes the agent read the graph file again
+	// (SIGHUP), even without --watch.
+	Reload <-chan struct{}
 	// Observer hears of every check (metrics); may be nil.
 	Observer engine.Observer
 	Logger   *slog.Logger
@@ -84,13 +87,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if abs, err := filepath.Abs(cfg.File); err == nil {
 		cfg.File = abs
 	}
-	data, err := os.ReadFile(cfg.File)
+	started := time.Now()
+	data, err := readGraph(cfg.File)
 	if err != nil {
-		return &InvalidError{fmt.Errorf("read graph: %w", err)}
+		err = &InvalidError{err}
+		reportInvalid(cfg, started, err, log)
+		return err
 	}
 	r := &runner{cfg: cfg, log: log, source: data}
 	yg, g, err := r.build(ctx, data)
 	if err != nil {
+		reportInvalid(cfg, started, err, log)
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -123,7 +130,6 @@ func Run(ctx context.Context, cfg Config) error {
 		defer close(done)
 		r.rebuildLoop(ctx, fileChanged, remote)
 	}()
-	started := time.Now()
 	err = r.eng.Run(ctx, g)
 	cancel()
 	<-done
@@ -151,8 +157,9 @@ func (r *runner) build(ctx context.Context, data []byte) (*yamlgraph.Graph, *pgr
 	return yg, g, nil
 }
 
-// rebuildLoop swaps in a new graph whenever the file changes or other
-// hosts' exports do. An invalid file is logged and the running graph kept.
+// rebuildLoop swaps in a new graph whenever the file changes (or a reload
+// is asked for) or other hosts' exports do. An invalid file is logged and
+// the running graph kept.
 func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}, remote <-chan []collectedRes) {
 	for {
 		data := r.source
@@ -160,9 +167,16 @@ func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}, r
 		case <-ctx.Done():
 			return
 		case <-fileChanged:
-			d, err := os.ReadFile(r.cfg.File)
-			if err != nil || bytes.Equal(d, r.source) {
+			d, ok := r.reread()
+			if !ok || bytes.Equal(d, r.source) {
 				continue // gone for a moment (an editor's rename), or no change
+			}
+			data = d
+		case <-r.cfg.Reload:
+			r.log.Info("reload asked for", "file", r.cfg.File)
+			d, ok := r.reread()
+			if !ok {
+				continue
 			}
 			data = d
 		case rs := <-remote:
@@ -170,11 +184,7 @@ func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}, r
 		}
 		yg, g, err := r.build(ctx, data)
 		if err != nil {
-			if !bytes.Equal(data, r.source) {
-				r.log.Error("graph file changed but is invalid: still running the previous graph", "file", r.cfg.File, "err", err)
-			} else {
-				r.log.Error("collected resources refused: still running the previous graph", "err", err)
-			}
+			r.log.Error("new graph refused: still running the previous one", "file", r.cfg.File, "err", err)
 			continue
 		}
 		if !bytes.Equal(data, r.source) {
@@ -189,6 +199,32 @@ func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}, r
 		}
 		r.eng.Swap(g)
 	}
+}
+
+func (r *runner) reread() ([]byte, bool) {
+	d, err := readGraph(r.cfg.File)
+	if err != nil {
+		r.log.Warn("graph file unreadable: still running the previous graph", "err", err)
+		return nil, false
+	}
+	return d, true
+}
+
+// readGraph reads a graph file, refusing one too large to be a graph a
+// person wrote before reading it.
+func readGraph(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read graph: %w", err)
+	}
+	if fi.Size() > yamlgraph.MaxFileSize {
+		return nil, fmt.Errorf("read graph %s: %d bytes: larger than %d MiB, not a graph a person wrote", path, fi.Size(), yamlgraph.MaxFileSize>>20)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read graph: %w", err)
+	}
+	return data, nil
 }
 
 // watchFile reports changes of the graph file on the returned channel.

@@ -172,11 +172,23 @@ func (r *runner) collectedVertices(yg *yamlgraph.Graph) []*engine.Vertex {
 	for _, v := range yg.Vertices {
 		taken[engine.Ref{Kind: v.Kind, Name: v.Name}] = true
 	}
+	owned := map[engine.UID]bool{} // what local resources manage
+	for _, v := range yg.Vertices {
+		if u, ok := v.Res.(engine.UIDer); ok {
+			for _, uid := range u.UIDs() {
+				owned[uid] = true
+			}
+		}
+	}
 	var out []*engine.Vertex
 	for _, c := range r.remote {
 		ref := engine.Ref{Kind: c.kind, Name: c.name}
 		if taken[ref] {
 			r.log.Warn("collected resource left out: a resource of that name exists here", "host", c.host, "res", ref.String())
+			continue
+		}
+		if uid, clash := clashes(c.res, owned); clash {
+			r.log.Warn("collected resource left out: something here already manages what it would", "host", c.host, "res", ref.String(), "manages", uid.Kind+" "+uid.Key)
 			continue
 		}
 		v, err := yamlgraph.NewVertex(c.kind, c.name, false, engine.DefaultMeta(), c.res)
@@ -186,9 +198,29 @@ func (r *runner) collectedVertices(yg *yamlgraph.Graph) []*engine.Vertex {
 		}
 		v.Source = "etcd:" + c.host
 		taken[ref] = true
+		if u, ok := c.res.(engine.UIDer); ok {
+			for _, uid := range u.UIDs() {
+				owned[uid] = true
+			}
+		}
 		out = append(out, v)
 	}
 	return out
+}
+
+// clashes reports a UID of res that is already owned: two resources must
+// never manage one thing, and a collected one yields to what is here.
+func clashes(res engine.Res, owned map[engine.UID]bool) (engine.UID, bool) {
+	u, ok := res.(engine.UIDer)
+	if !ok {
+		return engine.UID{}, false
+	}
+	for _, uid := range u.UIDs() {
+		if owned[uid] {
+			return uid, true
+		}
+	}
+	return engine.UID{}, false
 }
 
 // publish replaces this host's exports in etcd with those of yg, in one

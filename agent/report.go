@@ -2,7 +2,9 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,11 +19,22 @@ type runReport struct {
 	Started  time.Time       `json:"started"`
 	Finished time.Time       `json:"finished"`
 	Seconds  float64         `json:"seconds"`
-	Result   string          `json:"result"` // ok or failed
+	Result   string          `json:"result"` // ok, failed or invalid (nothing applied)
 	Error    string          `json:"error,omitempty"`
 	Changed  int             `json:"changed"` // resources that changed something
 	Failed   int             `json:"failed"`
 	Res      []engine.Report `json:"resources"`
+}
+
+// reportInvalid writes the report of a run refused before it started, so
+// that a cron job never reads the report of an earlier run as this one's.
+func reportInvalid(cfg Config, started time.Time, err error, log *slog.Logger) {
+	if cfg.Report == "" {
+		return
+	}
+	if werr := writeReport(cfg, nil, started, err); werr != nil {
+		log.Error("report", "file", cfg.Report, "err", werr)
+	}
 }
 
 // writeReport writes the run's summary atomically (temporary file, then
@@ -30,9 +43,16 @@ func writeReport(cfg Config, eng *engine.Engine, started time.Time, runErr error
 	now := time.Now()
 	rep := runReport{
 		Host: cfg.Hostname, File: cfg.File, Started: started, Finished: now,
-		Seconds: now.Sub(started).Seconds(), Result: "ok", Res: eng.Reports(),
+		Seconds: now.Sub(started).Seconds(), Result: "ok", Res: []engine.Report{},
 	}
-	if runErr != nil {
+	if eng != nil {
+		rep.Res = eng.Reports()
+	}
+	var inv *InvalidError
+	switch {
+	case errors.As(runErr, &inv):
+		rep.Result, rep.Error = "invalid", runErr.Error()
+	case runErr != nil:
 		rep.Result, rep.Error = "failed", runErr.Error()
 	}
 	for _, r := range rep.Res {

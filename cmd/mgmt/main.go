@@ -131,6 +131,7 @@ func runCmd() *cobra.Command {
 			}
 			ctx, stop := signalContext(log)
 			defer stop()
+			cfg.Reload = hangups(ctx)
 			return agent.Run(ctx, cfg)
 		},
 	}
@@ -184,6 +185,29 @@ func validateCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "graph file (YAML)")
 	return cmd
+}
+
+// hangups delivers SIGHUP: the conventional "read your configuration
+// again" for a daemon.
+func hangups(ctx context.Context) <-chan struct{} {
+	reload := make(chan struct{}, 1)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(sig)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sig:
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return reload
 }
 
 // signalContext ends on SIGINT or SIGTERM; a second signal exits at once.

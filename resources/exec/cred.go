@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -112,6 +113,9 @@ func lookupGroup(spec string) (uint32, error) {
 func credential(userSpec, groupSpec string) (*syscall.Credential, []string, error) {
 	if userSpec == "" && groupSpec == "" {
 		return nil, nil, nil
+	}
+	if strings.ContainsRune(userSpec+groupSpec, 0) { // the C lookup would stop at the NUL
+		return nil, nil, errors.New("user or group contains a NUL byte")
 	}
 	cred := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Groups: []uint32{}}
 	var env []string

@@ -185,6 +185,9 @@ func parseMode(m string) (uint32, error) {
 
 // lookupID turns a name or a number into a numeric id.
 func lookupID(s string, lookup func(string) (string, error)) (int, error) {
+	if strings.ContainsRune(s, 0) { // the C lookup would stop at the NUL: "root\x00x" is not root
+		return 0, errors.New("contains a NUL byte")
+	}
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
 		if n == 1<<32-1 {
 			return 0, errors.New("-1 is not an id")

@@ -272,7 +272,7 @@ func TestDriftRepairAndReload(t *testing.T) {
 
 	// An invalid graph is refused; the running one keeps working.
 	writeGraph(t, dir, graph("  - name: f3\n    path: relative/path\n"))
-	waitFor(t, "the invalid graph to be reported", func() bool { return strings.Contains(a.out.String(), "invalid") })
+	waitFor(t, "the invalid graph to be reported", func() bool { return strings.Contains(a.out.String(), "new graph refused") })
 	os.Remove(f2)
 	waitFor(t, "f2 still managed after an invalid reload", func() bool { return readFile(f2) == "two\n" })
 
@@ -326,4 +326,39 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// With --no-watch the file is read again only on SIGHUP.
+func TestSighupReloads(t *testing.T) {
+	dir := t.TempDir()
+	f1, f2 := filepath.Join(dir, "f1"), filepath.Join(dir, "f2")
+	g := writeGraph(t, dir, fmt.Sprintf("resources:\n  file:\n  - name: f1\n    path: %s\n    content: one\n", f1))
+	a := start(t, "run", "--file", g, "--no-watch")
+	waitFor(t, "f1", func() bool { return readFile(f1) == "one" })
+	writeGraph(t, dir, fmt.Sprintf("resources:\n  file:\n  - name: f2\n    path: %s\n    content: two\n", f2))
+	if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "f2 after SIGHUP", func() bool { return readFile(f2) == "two" })
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	if code := a.wait(t, 5*time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+// An invalid graph still gets a report, so a cron job never reads an
+// earlier run's report as this one's.
+func TestReportOfInvalidGraph(t *testing.T) {
+	dir := t.TempDir()
+	report := filepath.Join(dir, "report.json")
+	os.WriteFile(report, []byte("stale"), 0o644)
+	g := writeGraph(t, dir, "resources:\n  exex: [{name: a}]\n")
+	a := start(t, "run", "--file", g, "--converged-timeout=0", "--report", report)
+	if code := a.wait(t, 30*time.Second); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	var rep struct{ Result, Error string }
+	if err := json.Unmarshal([]byte(readFile(report)), &rep); err != nil || rep.Result != "invalid" || !strings.Contains(rep.Error, "exex") {
+		t.Fatalf("report %+v (%v)", rep, err)
+	}
 }
