@@ -131,7 +131,8 @@ func (b *bench) versions(ctx context.Context) [][2]string {
 		{"Puppet", versionOf(ctx, "puppet", "--version") + " (Debian package " + debVersion(ctx, "puppet") + ")"},
 		{"Ansible", versionOf(ctx, "ansible-playbook", "--version") + " (Debian package ansible-core " + debVersion(ctx, "ansible-core") + ")"},
 		{"CFEngine", versionOf(ctx, "cf-agent", "--version") + " (Debian package cfengine3 " + debVersion(ctx, "cfengine3") + ")"},
-		{"PackageKit", versionOf(ctx, "pkcon", "--version") + " (pkcon; Debian package packagekit " + debVersion(ctx, "packagekit") + ")"},
+		// pkcon --version asks the daemon, which runs only inside test hosts.
+		{"PackageKit", "Debian package packagekit " + debVersion(ctx, "packagekit") + ", pkcon from packagekit-tools " + debVersion(ctx, "packagekit-tools")},
 		{"apt", versionOf(ctx, "apt-get", "--version")},
 		{"bash", versionOf(ctx, "bash", "--version")},
 		{"systemd", versionOf(ctx, "/lib/systemd/systemd", "--version")},
@@ -146,7 +147,7 @@ func (b *bench) howRun() []string {
 			"(it exits once everything is converged); without `--converged-timeout` for the drift scenario, where it keeps running.",
 		"**Puppet**: `puppet apply --detailed-exitcodes --color=false MANIFEST` (exit 0 or 2 accepted); " +
 			"on this machine with its state moved into the work directory (`--vardir`, `--confdir`, `--codedir`, `--logdir`, `--rundir`, `--publicdir` under `" +
-			strings.TrimPrefix(p, b.work) + "` of it). `file` resources with `content`, `package` resources (an array title: one resource, " +
+			strings.TrimPrefix(p, b.work+"/") + "/` in it). `file` resources with `content`, `package` resources (an array title: one resource, " +
 			"and one apt-get run, per package), `exec` resources chained with `require`. Puppet runs Facter on every run, as it always does.",
 		"**Ansible**: `ansible-playbook -c local -i localhost, PLAYBOOK` with `ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3`, and on this machine " +
 			"`ANSIBLE_HOME`, `ANSIBLE_LOCAL_TEMP` and `ANSIBLE_REMOTE_TEMP` in the work directory. `gather_facts: false` (no task needs facts, " +

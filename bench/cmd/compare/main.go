@@ -199,7 +199,7 @@ func run() int {
 	}
 	r := &report{
 		command:  command,
-		argv:     "go run ./bench/cmd/compare " + strings.Join(os.Args[1:], " "),
+		argv:     "go run ./bench/cmd/compare " + shellJoin(os.Args[1:]),
 		started:  started,
 		took:     time.Since(started),
 		machine:  mach,
@@ -223,3 +223,15 @@ func run() int {
 
 // errPending marks a scenario or tool whose mgmt side has not landed yet.
 var errPending = errors.New("not in ./mgmt yet")
+
+// shellJoin quotes args for a POSIX shell where they need it.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`|&;<>()*?[]#~") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}
