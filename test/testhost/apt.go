@@ -26,6 +26,11 @@ func (h *Host) useAptRepo(repo string) error {
 	if err := h.CopyIn(repo, AptRepoDir); err != nil {
 		return fmt.Errorf("testhost: copying the apt repository in: %w", err)
 	}
+	// apt reads the repository as an unprivileged user: a 0700 temporary
+	// directory copied with its mode would be unreadable.
+	if err := os.Chmod(filepath.Join(h.Root(), AptRepoDir), 0o755); err != nil {
+		return fmt.Errorf("testhost: apt repository mode: %w", err)
+	}
 	for _, dir := range []string{"/etc/apt/sources.list.d", "/var/lib/apt/lists"} {
 		if err := h.removeFilesIn(dir); err != nil {
 			return err

@@ -131,10 +131,12 @@ func Start(ctx context.Context, opts Options) (h *Host, err error) {
 	if err := h.boot(ctx, opts, seq); err != nil {
 		return nil, err
 	}
-	// From here on the host runs: every failure path stops it.
+	// From here on the host runs: every failure path stops it. (A local
+	// copy: "return nil, err" sets the named result h to nil first.)
+	host := h
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, h.Stop())
+			err = errors.Join(err, host.Stop())
 		}
 	}()
 	if opts.NoWait {
