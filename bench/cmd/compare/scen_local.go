@@ -31,8 +31,8 @@ func timed(ctx context.Context, t target, env []string, okCodes []int, argv ...s
 	return r.elapsed, nil
 }
 
-// peerTool builds a tool running one generated file with a peer, or a tool
-// that says why it cannot run.
+// peerTool builds a tool; for a peer that cannot run here, one whose rows
+// say why.
 func (b *bench) peerTool(name string, trial func(ctx context.Context) ([][]float64, error)) *tool {
 	t := &tool{name: name, trial: trial}
 	if why := b.have(name); why != "" {
@@ -56,12 +56,9 @@ func (b *bench) startupScenario() *scenario {
 			d, err := timed(ctx, b.local, nil, nil, argv...)
 			return [][]float64{secs(d)}, err
 		})
-		if name == toolMgmt {
-			t.notRun, t.ref = "", true
-		}
 		t.note = "`" + argv[0] + " --version`"
 		if name == toolMgmt {
-			t.note = "`mgmt --version`"
+			t.ref, t.note = true, "`mgmt --version`"
 		}
 		return t
 	}
@@ -104,9 +101,8 @@ func (b *bench) execScenario() *scenario {
 		})
 	}
 	mg := one(toolMgmt, nil, nil, b.mgmtRun(b.mgmt, paths["execs.yaml"], b.path("execs/mgmt-prefix"))...)
-	mg.notRun, mg.ref = "", true
+	mg.ref = true
 	sh := one("shell (floor)", nil, nil, "bash", paths["execs.sh"])
-	sh.notRun = ""
 	s.tools = []*tool{
 		mg,
 		one(toolPuppet, nil, puppetOK, b.puppetApply(paths["execs.pp"], false)...),
@@ -191,9 +187,8 @@ func (b *bench) filesScenario(size fileSize) *scenario {
 		return t
 	}
 	mg := three(toolMgmt, nil, nil, b.mgmtRun(b.mgmt, paths["graph.yaml"], b.path(dir+"mgmt-prefix"))...)
-	mg.notRun, mg.ref = "", true
+	mg.ref = true
 	sh := three("shell (floor)", nil, nil, "bash", paths["converge.sh"])
-	sh.notRun = ""
 	s.tools = []*tool{
 		mg,
 		three(toolPuppet, nil, puppetOK, b.puppetApply(paths["site.pp"], false)...),
