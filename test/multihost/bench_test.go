@@ -3,9 +3,13 @@ package multihost
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/mgmtconfig/mgmt/etcd"
 	"github.com/mgmtconfig/mgmt/test/testhost"
 )
 
@@ -76,7 +80,9 @@ func BenchmarkConverge(b *testing.B) {
 // reports the time from starting the last client until all of them, and
 // the members, hold every file (last-ms; first-ms from starting the first
 // client), the time for one member's new export to reach every other agent
-// (change-ms), and, once converged, the members' memory (member-rss-MB,
+// (change-ms) and the CPU time that cost each agent on average
+// (change-cpu-ms: the exporter's publish and every collector's rebuild,
+// divided among the collectors), and, once converged, the members' memory (member-rss-MB,
 // the largest; member-pss-MB) and a client's (client-rss-MB, mean), and
 // the CPU time all the agents spent converging (cpu-s).
 func BenchmarkClients(b *testing.B) {
@@ -88,7 +94,7 @@ func BenchmarkClients(b *testing.B) {
 	for _, clients := range []int{10, 50} {
 		b.Run(fmt.Sprintf("members=%d/clients=%d", members, clients), func(b *testing.B) {
 			n := members + clients
-			var lasts, firsts, changes, memRSS, memPSS, cliRSS, cpus []float64
+			var lasts, firsts, changes, changeCPUs, memRSS, memPSS, cliRSS, cpus []float64
 			for b.Loop() {
 				b.StopTimer()
 				f := newFleet(b, bin, n)
@@ -129,15 +135,18 @@ func BenchmarkClients(b *testing.B) {
 				if err := os.WriteFile(m.graph, []byte(hostGraph(m.dir, m.name, extra)), 0o644); err != nil {
 					b.Fatal(err)
 				}
+				cpu1 := f.cpu(b)
 				t1 := time.Now()
 				at = f.wait(n, map[string][]string{m.name: {"f5" + m.name}}, time.Minute)
 				changes = append(changes, ms(at.Sub(t1)))
+				changeCPUs = append(changeCPUs, ms(f.cpu(b)-cpu1)/float64(n-1))
 				f.stop()
 				b.StartTimer()
 			}
 			b.ReportMetric(median(lasts), "last-ms")
 			b.ReportMetric(median(firsts), "first-ms")
 			b.ReportMetric(median(changes), "change-ms")
+			b.ReportMetric(median(changeCPUs), "change-cpu-ms")
 			b.ReportMetric(median(memRSS), "member-rss-MB")
 			b.ReportMetric(median(memPSS), "member-pss-MB")
 			b.ReportMetric(median(cliRSS), "client-rss-MB")
@@ -160,4 +169,125 @@ func (f *fleet) cpu(tb testing.TB) time.Duration {
 		total += u.cpu
 	}
 	return total
+}
+
+// BenchmarkCollector measures one agent collecting the exports of many
+// hosts, as a load balancer collecting its backends would: `hosts` hosts
+// have published two exported files each (written straight into etcd by
+// the benchmark, the hosts themselves do not run), then one client-only
+// agent with the demo's graph starts. It reports the time from its start
+// until it holds all 2×hosts files (first-ms), its memory then (rss-MB),
+// and for one more export of one host, the time until the agent has
+// written it (change-ms) and the CPU time that took it (change-cpu-ms:
+// reading the change, rebuilding the snapshot, decoding every collected
+// resource and swapping the graph).
+func BenchmarkCollector(b *testing.B) {
+	if testing.Short() {
+		b.Skip("starts mgmt agents with etcd")
+	}
+	bin := testhost.GoBuild(b, testhost.MgmtPackage)
+	for _, hosts := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("hosts=%d", hosts), func(b *testing.B) {
+			var firsts, rsss, changes, changeCPUs []float64
+			for b.Loop() {
+				b.StopTimer()
+				f := newFleet(b, bin, 2)
+				// Agent 0 runs the member; it does not collect.
+				m := f.agents[0]
+				if err := os.WriteFile(m.graph, []byte(hostGraph(m.dir, m.name, "")[:strings.Index(hostGraph(m.dir, m.name, ""), "collect:")]), 0o644); err != nil {
+					b.Fatal(err)
+				}
+				f.startMember(0)
+				c, err := etcd.Connect(b.Context(), etcd.ClientConfig{Endpoints: f.seeds})
+				if err != nil {
+					b.Fatal(err)
+				}
+				publishHosts(b, c, hosts, "")
+				col := f.agents[1]
+				want := []string{"f1" + col.name, "f2" + col.name, "f3" + col.name, "f4" + col.name, "f3" + m.name, "f4" + m.name}
+				for h := range hosts {
+					want = append(want, fmt.Sprintf("f3x%05d", h), fmt.Sprintf("f4x%05d", h))
+				}
+				slices.Sort(want)
+				b.StartTimer()
+				t0 := time.Now()
+				f.startClient(1)
+				at, err := f.log.waitHolds(map[string][]string{col.dir: want}, 5*time.Minute)
+				b.StopTimer()
+				if err != nil {
+					b.Fatalf("collector: %v%s", err, f.exitedAgents())
+				}
+				firsts = append(firsts, ms(at.Sub(t0)))
+				u, err := col.usage()
+				if err != nil {
+					b.Fatal(err)
+				}
+				rsss = append(rsss, u.rssMB)
+
+				// One host exports a fifth file.
+				host := "x00000"
+				ex := append(hostExports(host, ""), etcd.Export{Kind: "file", Name: "file5" + host,
+					Params: fmt.Appendf(nil, "path: /tmp/mgmt%s/f5%s\ncontent: \"new\\n\"\n", host, host)})
+				want = append(want, "f5"+host)
+				slices.Sort(want)
+				t1 := time.Now()
+				if err := c.Publish(b.Context(), host, ex); err != nil {
+					b.Fatal(err)
+				}
+				at, err = f.log.waitHolds(map[string][]string{col.dir: want}, time.Minute)
+				if err != nil {
+					b.Fatalf("collector after a change: %v%s", err, f.exitedAgents())
+				}
+				changes = append(changes, ms(at.Sub(t1)))
+				u2, err := col.usage()
+				if err != nil {
+					b.Fatal(err)
+				}
+				changeCPUs = append(changeCPUs, ms(u2.cpu-u.cpu))
+				c.Close()
+				f.stop()
+				b.StartTimer()
+			}
+			b.ReportMetric(median(firsts), "first-ms")
+			b.ReportMetric(median(rsss), "rss-MB")
+			b.ReportMetric(median(changes), "change-ms")
+			b.ReportMetric(median(changeCPUs), "change-cpu-ms")
+		})
+	}
+}
+
+// hostExports are the demo's two exported files of a host that does not
+// run: what its agent would publish.
+func hostExports(host, version string) []etcd.Export {
+	var out []etcd.Export
+	for _, n := range []int{3, 4} {
+		out = append(out, etcd.Export{Kind: "file", Name: fmt.Sprintf("file%d%s", n, host),
+			Params: fmt.Appendf(nil, "path: /tmp/mgmt%s/f%d%s\ncontent: \"i am f%d of %s%s\\n\"\n", host, n, host, n, host, version)})
+	}
+	return out
+}
+
+// publishHosts publishes the exports of hosts x00000... through c, a few
+// at a time.
+func publishHosts(tb testing.TB, c *etcd.Client, hosts int, version string) {
+	tb.Helper()
+	const publishers = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, publishers)
+	for p := range publishers {
+		wg.Go(func() {
+			for h := p; h < hosts; h += publishers {
+				host := fmt.Sprintf("x%05d", h)
+				if err := c.Publish(tb.Context(), host, hostExports(host, version)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		tb.Fatal(err)
+	}
 }
