@@ -132,11 +132,11 @@ func BenchmarkClients(b *testing.B) {
 				// One member exports one more file.
 				m := f.agents[0]
 				extra := fmt.Sprintf("  - name: \"@@file5%s\"\n    path: %s/f5%s\n    content: \"new\\n\"\n", m.name, m.dir, m.name)
+				cpu1 := f.cpu(b)
+				t1 := time.Now()
 				if err := os.WriteFile(m.graph, []byte(hostGraph(m.dir, m.name, extra)), 0o644); err != nil {
 					b.Fatal(err)
 				}
-				cpu1 := f.cpu(b)
-				t1 := time.Now()
 				at = f.wait(n, map[string][]string{m.name: {"f5" + m.name}}, time.Minute)
 				changes = append(changes, ms(at.Sub(t1)))
 				changeCPUs = append(changeCPUs, ms(f.cpu(b)-cpu1)/float64(n-1))
