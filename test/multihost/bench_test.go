@@ -134,7 +134,7 @@ func BenchmarkClients(b *testing.B) {
 				extra := fmt.Sprintf("  - name: \"@@file5%s\"\n    path: %s/f5%s\n    content: \"new\\n\"\n", m.name, m.dir, m.name)
 				cpu1 := f.cpu(b)
 				t1 := time.Now()
-				if err := os.WriteFile(m.graph, []byte(hostGraph(m.dir, m.name, extra)), 0o644); err != nil {
+				if err := replaceFile(m.graph, hostGraph(m.dir, m.name, extra)); err != nil {
 					b.Fatal(err)
 				}
 				at = f.wait(n, map[string][]string{m.name: {"f5" + m.name}}, time.Minute)
@@ -254,6 +254,15 @@ func BenchmarkCollector(b *testing.B) {
 			b.ReportMetric(median(changeCPUs), "change-cpu-ms")
 		})
 	}
+}
+
+// replaceFile replaces a graph file in one rename, so that its agent never
+// reads half of it.
+func replaceFile(name, text string) error {
+	if err := os.WriteFile(name+".new", []byte(text), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(name+".new", name)
 }
 
 // hostExports are the demo's two exported files of a host that does not
