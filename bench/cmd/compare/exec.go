@@ -119,12 +119,37 @@ type inHost struct {
 func (t inHost) String() string { return "test host " + t.h.Name() }
 
 func (t inHost) run(ctx context.Context, env []string, argv ...string) (result, error) {
-	args := []string{t.helper, "timeit"}
+	return runTimeit(ctx, t, func(args []string) *exec.Cmd { return t.h.Command(ctx, args...) }, t.helper, env, argv)
+}
+
+// viaTimeit runs commands on this machine through the timeit subcommand
+// of a fresh copy of this program. Memory is measured that way: a child
+// started straight from this (large) process inherits its peak resident
+// set in ru_maxrss, since Linux keeps the larger of the two across exec.
+type viaTimeit struct {
+	base   []string
+	helper string // this program
+}
+
+func (t viaTimeit) String() string { return "this machine, through timeit" }
+
+func (t viaTimeit) run(ctx context.Context, env []string, argv ...string) (result, error) {
+	return runTimeit(ctx, t, func(args []string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		cmd.Env = t.base
+		return cmd
+	}, t.helper, env, argv)
+}
+
+// runTimeit runs `helper timeit [-env K=V]... -- argv` with the command
+// mk makes, and returns what timeit measured.
+func runTimeit(ctx context.Context, t target, mk func(args []string) *exec.Cmd, helper string, env, argv []string) (result, error) {
+	args := []string{helper, "timeit"}
 	for _, e := range env {
 		args = append(args, "-env", e)
 	}
 	args = append(append(args, "--"), argv...)
-	cmd := t.h.Command(ctx, args...)
+	cmd := mk(args)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

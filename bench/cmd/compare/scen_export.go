@@ -49,10 +49,12 @@ func (b *bench) exportScenario(ctx context.Context) *scenario {
 		t.pending = "the etcd integration of `mgmt run` (issue 7) is not in ./mgmt yet: `mgmt run --help` has no " + strings.Join(miss, ", ")
 		return s
 	}
+	exportRun := 0 // each run has directories of its own
 	t.trial = func(ctx context.Context) ([][]float64, error) {
 		var out [][]float64
-		for k, n := range b.plan.exportSizes {
-			d, err := b.exportOnce(ctx, n, k)
+		for _, n := range b.plan.exportSizes {
+			exportRun++
+			d, err := b.exportOnce(ctx, n, exportRun)
 			if err != nil {
 				return nil, fmt.Errorf("%d agents: %w", n, err)
 			}
