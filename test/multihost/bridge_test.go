@@ -57,15 +57,35 @@ func demoWant(hosts []*demoHost, extra map[string][]string) map[string][]string 
 // over their bridge addresses: host a starts the cluster, b and c join it
 // as members. Every host ends with its own four files and the two exported
 // files of each other host, and a host's unexported files never appear
-// anywhere else (inotify records every name ever created). Then the etcd
-// leader is cut off by taking its link down: the two hosts still connected
-// exchange a change of exports, the cut-off host keeps everything it had
-// collected, and once its link is up again it catches up.
+// anywhere else (inotify records every name ever created). Then host c is
+// cut off by taking its link down: the two hosts still connected exchange
+// a change of exports, c keeps everything it had collected, and once its
+// link is up again it catches up.
 func TestThreeHostsOverBridge(t *testing.T) {
+	ctx, hosts, log := startDemo(t)
+	// c is no one's seed, so the others' clients do not depend on it.
+	partitionAndHeal(ctx, t, log, hosts, hosts[2], hosts[1], hosts[0])
+	checkNeverForeign(t, log, hosts)
+}
+
+// TestSeedCutOffOverBridge is TestThreeHostsOverBridge with the seed, host
+// a, cut off instead of c. It fails today: b's client also talks to a (its
+// seed), b's Publish goes there, times out after 5 s, and the agent never
+// tries it again, so b's change never reaches anyone, even after the heal.
+func TestSeedCutOffOverBridge(t *testing.T) {
+	t.Skip("known failure: the agent does not retry a failed Publish (agent/cluster.go); remove this skip once it does")
+	ctx, hosts, log := startDemo(t)
+	partitionAndHeal(ctx, t, log, hosts, hosts[0], hosts[1], hosts[2])
+	checkNeverForeign(t, log, hosts)
+}
+
+// startDemo boots hosts a, b and c on a bridge, runs the demo on them and
+// checks that it converged as it should.
+func startDemo(t *testing.T) (context.Context, []*demoHost, *dirLog) {
 	testhost.Require(t)
 	testhost.RequireTools(t, "ip", "curl")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 
 	n := testhost.NewNetworkT(t)
 	var hosts []*demoHost
@@ -131,18 +151,14 @@ func TestThreeHostsOverBridge(t *testing.T) {
 	}
 	t.Logf("b and c joined and all three hosts converged in %v", time.Since(started).Round(time.Millisecond))
 	wantA := "f1a f2a f3a f3b f3c f4a f4b f4c"
-	if got, _ := lsHost(ctx, hosts[0]); got != wantA {
-		t.Errorf("ls %s on a: %q, want %q", hosts[0].dir(), got, wantA)
+	if got, err := lsHost(ctx, hosts[0]); got != wantA || err != nil {
+		t.Errorf("ls %s on a: %q (%v), want %q", hosts[0].dir(), got, err, wantA)
 	}
 	checkContent(t, hosts[0], "f3b", "i am f3, exported from host b\n")
 	checkContent(t, hosts[1], "f4c", "i am f4, exported from host c\n")
 	checkContent(t, hosts[2], "f3a", "i am f3, exported from host a\n")
 	checkNeverForeign(t, log, hosts)
-
-	// Host c is cut off: it is no one's seed, so the others' clients do
-	// not depend on it (see partitionAndHeal).
-	partitionAndHeal(ctx, t, log, hosts, hosts[2], hosts[1], hosts[0])
-	checkNeverForeign(t, log, hosts)
+	return ctx, hosts, log
 }
 
 // partitionAndHeal cuts a host off the bridge, changes the exports of
