@@ -93,9 +93,10 @@ func BenchmarkConverge(b *testing.B) {
 // client), the time for one member's new export to reach every other agent
 // (change-ms) and the CPU time that cost each agent on average
 // (change-cpu-ms: the exporter's publish and every collector's rebuild,
-// divided among the collectors), and, once converged, the members' memory (member-rss-MB,
-// the largest; member-pss-MB) and a client's (client-rss-MB, mean), and
-// the CPU time all the agents spent converging (cpu-s).
+// divided among the collectors), and, once converged, the members' memory
+// (member-rss-MB, the largest; member-pss-MB) and a client's
+// (client-rss-MB, mean), and the CPU time all the agents spent converging
+// (cpu-s).
 func BenchmarkClients(b *testing.B) {
 	if testing.Short() {
 		b.Skip("starts mgmt agents with etcd")
@@ -205,7 +206,9 @@ func BenchmarkCollector(b *testing.B) {
 				f := newFleet(b, bin, 2)
 				// Agent 0 runs the member; it does not collect.
 				m := f.agents[0]
-				if err := os.WriteFile(m.graph, []byte(hostGraph(m.dir, m.name, "")[:strings.Index(hostGraph(m.dir, m.name, ""), "collect:")]), 0o644); err != nil {
+				g := hostGraph(m.dir, m.name, "")
+				g, _, _ = strings.Cut(g, "collect:")
+				if err := os.WriteFile(m.graph, []byte(g), 0o644); err != nil {
 					b.Fatal(err)
 				}
 				f.startMember(0)
