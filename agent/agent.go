@@ -194,7 +194,7 @@ func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}, r
 				r.log.Warn("the new graph exports or collects resources: restart mgmt to join the cluster")
 			}
 			if r.cluster != nil {
-				r.cluster.publish(ctx, yg)
+				r.cluster.publish(yg)
 			}
 		}
 		r.eng.Swap(g)

@@ -52,11 +52,13 @@ func needsCluster(yg *yamlgraph.Graph) bool {
 
 // cluster is the agent's embedded server (if any) and its client.
 type cluster struct {
-	agent  *etcd.Agent
-	client *etcd.Client
-	host   string
-	log    *slog.Logger
-	cancel context.CancelFunc
+	agent     *etcd.Agent
+	client    *etcd.Client
+	host      string
+	log       *slog.Logger
+	cancel    context.CancelFunc // ends the publisher and the exports watch
+	want      chan []etcd.Export // one slot: the newest set to publish
+	published chan struct{}      // closed when the publisher has returned
 }
 
 // collectedRes is one resource another host exports, as this host will
@@ -99,7 +101,12 @@ func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph, remote c
 	c.client = c.agent.Client()
 	r.log.Info("etcd ready", "seeds", cc.Seeds, "no_server", cc.NoServer, "ideal_cluster_size", cc.IdealClusterSize)
 	r.cluster = c
-	c.publish(ctx, yg)
+	cctx, cancel := context.WithCancel(ctx)
+	c.cancel = cancel
+	c.want = make(chan []etcd.Export, 1)
+	c.published = make(chan struct{})
+	go c.publisher(cctx)
+	c.publish(yg)
 
 	kinds := map[string]string{} // kind -> pattern, the first collect entry of each kind
 	var names []string
@@ -112,11 +119,11 @@ func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph, remote c
 	if len(names) == 0 {
 		return nil
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	c.cancel = cancel
+	wctx := cctx
 	snaps, err := c.client.WatchExports(wctx, r.cfg.Hostname, names)
 	if err != nil {
-		cancel()
+		c.close()
+		r.cluster = nil
 		return fmt.Errorf("watch exported resources: %w", err)
 	}
 	go func() {
@@ -223,29 +230,66 @@ func clashes(res engine.Res, owned map[engine.UID]bool) (engine.UID, bool) {
 	return engine.UID{}, false
 }
 
-// publish replaces this host's exports in etcd with those of yg, in one
-// transaction.
-func (c *cluster) publish(ctx context.Context, yg *yamlgraph.Graph) {
-	var exports []etcd.Export
+// publish asks for this host's exports in etcd to be replaced with those
+// of yg, in one transaction. The publisher goroutine does it, trying again
+// until it succeeds or a newer set replaces this one: a publish that fails
+// while the cluster is cut off is not lost.
+func (c *cluster) publish(yg *yamlgraph.Graph) {
+	exports := []etcd.Export{}
 	for _, v := range yg.Vertices {
 		if !v.Exported {
 			continue
 		}
 		params, err := yamlgraph.Params(v.Res)
 		if err != nil {
+			c.log.Error("export left out: cannot encode it", "res", v.String(), "err", err)
 			continue
 		}
 		exports = append(exports, etcd.Export{Host: c.host, Kind: v.Kind, Name: v.Name, Params: params})
 	}
 	sort.Slice(exports, func(i, j int) bool { return exports[i].Kind+exports[i].Name < exports[j].Kind+exports[j].Name })
-	if err := c.client.Publish(ctx, c.host, exports); err != nil {
-		c.log.Error("publish exported resources", "err", err)
+	select { // the newest set replaces one not yet published
+	case <-c.want:
+	default:
+	}
+	c.want <- exports
+}
+
+// publisher publishes each set publish asks for, retrying with a growing
+// delay while etcd cannot take it.
+func (c *cluster) publisher(ctx context.Context) {
+	defer close(c.published)
+	for {
+		var exports []etcd.Export
+		select {
+		case <-ctx.Done():
+			return
+		case exports = <-c.want:
+		}
+		for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+			err := c.client.Publish(ctx, c.host, exports)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("publish exported resources failed; trying again", "err", err, "in", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			case exports = <-c.want: // a newer set: publish that instead
+				t.Stop()
+			}
+		}
 	}
 }
 
 func (c *cluster) close() {
-	if c.cancel != nil {
-		c.cancel()
-	}
+	c.cancel()
+	<-c.published
 	c.agent.Stop()
 }
