@@ -170,8 +170,8 @@ func partitionAndHeal(ctx context.Context, t *testing.T, log *dirLog, hosts []*d
 	}
 	cutAt := time.Now()
 	// The other two have a leader (a new one if the cut host led) before
-	// the change is published: a Publish that finds no leader fails, and
-	// the agent does not try it again.
+	// the change is published: a Publish that finds no leader fails and
+	// is only tried again later, which would blur the timings below.
 	waitCond(ctx, t, "a leader among the hosts still connected", 20*time.Second, func() bool {
 		l, err := memberLeader(ctx, changer)
 		return err == nil && l != "" && l != cut.name
