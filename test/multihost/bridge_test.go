@@ -62,6 +62,7 @@ func demoWant(hosts []*demoHost, extra map[string][]string) map[string][]string 
 // a change of exports, c keeps everything it had collected, and once its
 // link is up again it catches up.
 func TestThreeHostsOverBridge(t *testing.T) {
+	t.Parallel()
 	ctx, hosts, log := startDemo(t)
 	// c is no one's seed, so the others' clients do not depend on it.
 	partitionAndHeal(ctx, t, log, hosts, hosts[2], hosts[1], hosts[0])
@@ -73,6 +74,7 @@ func TestThreeHostsOverBridge(t *testing.T) {
 // first Publish after the cut times out; the agent's publisher tries again
 // until it goes through, and b's change reaches everyone.
 func TestSeedCutOffOverBridge(t *testing.T) {
+	t.Parallel()
 	ctx, hosts, log := startDemo(t)
 	partitionAndHeal(ctx, t, log, hosts, hosts[0], hosts[1], hosts[2])
 	checkNeverForeign(t, log, hosts)
