@@ -61,7 +61,7 @@ test-unit:
 COMPARE := $(GO) run ./bench/cmd/compare -mgmt ./mgmt -out docs/benchmarks.md
 
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./... | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -timeout 60m ./... | tee bench.out
 	$(COMPARE) -made-by 'make bench'
 
 bench-quick: deps build
