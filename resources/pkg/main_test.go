@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/mgmtconfig/mgmt/fswatch"
 	"github.com/mgmtconfig/mgmt/resources/pkg/packagekit"
 	"github.com/mgmtconfig/mgmt/resources/restest"
+	"github.com/mgmtconfig/mgmt/test/leakcheck"
 	"github.com/mgmtconfig/mgmt/test/testhost"
 	"github.com/mgmtconfig/mgmt/test/testrepo"
 )
@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	before := goroutines()
+	before := leakcheck.Take()
 	code := m.Run()
 	if shared.h != nil {
 		if err := shared.h.Stop(); err != nil {
@@ -67,44 +67,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 	}
 	if code == 0 {
-		var left []string
-		for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			left = left[:0]
-			for id, stack := range goroutines() {
-				if _, ok := before[id]; !ok && !strings.Contains(stack, "test/testhost.init.") {
-					left = append(left, stack)
-				}
-			}
-			if len(left) == 0 || time.Now().After(end) {
-				break
-			}
-		}
-		if len(left) > 0 {
+		// The test hosts' spawner thread lives as long as the process.
+		if left := before.Left(5*time.Second, "test/testhost.init."); len(left) > 0 {
 			fmt.Fprintf(os.Stderr, "%d goroutines leaked:\n%s\n", len(left), strings.Join(left, "\n\n"))
 			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-// goroutines returns the stacks of the running goroutines, by their
-// "goroutine N" header.
-func goroutines() map[string]string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	out := map[string]string{}
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		header, _, _ := strings.Cut(g, " [")
-		out[header] = g
-	}
-	return out
 }
 
 // host returns the shared test host, booting it on first use, and points

@@ -1,0 +1,57 @@
+// Package leakcheck finds the goroutines a test run left behind.
+package leakcheck
+
+import (
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Snapshot is the set of goroutines running at one moment, by their
+// "goroutine N" header.
+type Snapshot map[string]string
+
+// Take records the goroutines running now.
+func Take() Snapshot {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	s := Snapshot{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		header, _, _ := strings.Cut(g, " [")
+		s[header] = g
+	}
+	return s
+}
+
+// Left waits up to d for the goroutines started since s to end, and
+// returns the stacks of those still running, except those whose stack
+// contains one of ignore (a goroutine that lives as long as the process by
+// design).
+func (s Snapshot) Left(d time.Duration, ignore ...string) []string {
+	var left []string
+	for end := time.Now().Add(d); ; time.Sleep(10 * time.Millisecond) {
+		left = left[:0]
+	next:
+		for id, stack := range Take() {
+			if _, old := s[id]; old {
+				continue
+			}
+			for _, ig := range ignore {
+				if strings.Contains(stack, ig) {
+					continue next
+				}
+			}
+			left = append(left, stack)
+		}
+		if len(left) == 0 || time.Now().After(end) {
+			return left
+		}
+	}
+}
