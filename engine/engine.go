@@ -48,6 +48,7 @@ type Engine struct {
 
 	mu        sync.Mutex // guards everything below
 	runCtx    context.Context
+	next      *pgraph.Graph    // swapped in before Run started
 	nodes     map[string]*node // by key: String() and Hash
 	order     []*node          // topological order
 	converged int              // nodes whose convergedLocked is true
@@ -107,6 +108,9 @@ func (e *Engine) Run(ctx context.Context, g *pgraph.Graph) error {
 	defer cancel()
 	e.mu.Lock()
 	e.runCtx = ctx
+	if e.next != nil { // a Swap came before Run: the newer graph wins
+		g, e.next = e.next, nil
+	}
 	e.mu.Unlock()
 	e.Swap(g)
 
@@ -279,6 +283,11 @@ func (e *Engine) Swap(g *pgraph.Graph) {
 	}
 	e.mu.Lock()
 	ctx := e.runCtx
+	if ctx == nil { // not running yet: Run starts this graph instead of its own
+		e.next = g
+		e.mu.Unlock()
+		return
+	}
 	var removed []*node
 	for k, n := range e.nodes {
 		if _, keep := want[k]; !keep {

@@ -409,3 +409,19 @@ func TestHangingCheckIgnoringContext(t *testing.T) {
 		t.Fatal("the independent vertex did not converge")
 	}
 }
+
+// A Swap that comes before Run (a reload racing the start) is not lost and
+// does not crash: Run starts the newer graph.
+func TestSwapBeforeRun(t *testing.T) {
+	old, newer := &fake{}, &fake{}
+	e := New(Config{Logger: quietLog(), ConvergedTimeout: 0})
+	e.Swap(graphOf(t, []*Vertex{vtx("newer", newer)}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := e.Run(ctx, graphOf(t, []*Vertex{vtx("old", old)})); err != nil {
+		t.Fatal(err)
+	}
+	if newer.checks.Load() != 1 || old.checks.Load() != 0 {
+		t.Fatalf("newer checked %d times, old %d; want 1 and 0", newer.checks.Load(), old.checks.Load())
+	}
+}
