@@ -71,9 +71,10 @@ func TestExportedResourcesThreeHosts(t *testing.T) {
 			args = append(args, "--seeds", seed)
 		}
 		start(t, args...)
-		if i == 0 { // the others join a running seed
-			waitFor(t, "host a's files", func() bool { return listDir(dir) == "f1a f2a f3a f4a" })
-		}
+		// An agent applies its graph only once it is in the cluster, so its
+		// first file means the next one can join: etcd takes one learner at
+		// a time.
+		waitFor(t, "host "+h+" in the cluster", func() bool { return strings.Contains(listDir(dir), "f1"+h) })
 	}
 	want := map[string]string{
 		"a": "f1a f2a f3a f3b f3c f4a f4b f4c",
