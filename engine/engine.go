@@ -54,8 +54,7 @@ type Engine struct {
 	converged int              // nodes whose convergedLocked is true
 	gaveUp    int              // nodes that failed with no retries left
 	busy      int
-	quiet     bool // converged, or nothing more can happen: the converged clock runs
-	quietAt   time.Time
+	quiet     bool     // converged, or nothing more can happen: the converged clock runs
 	gone      []Report // what removed vertices did, for the summary
 
 	wake chan struct{} // one slot: a state changed, the tracker looks again
@@ -151,9 +150,6 @@ func (e *Engine) track(ctx context.Context, cancel context.CancelFunc) {
 		was := e.quiet
 		e.quiet = e.quietLocked()
 		now, all := e.quiet, e.converged == len(e.nodes)
-		if now && !was {
-			e.quietAt = time.Now()
-		}
 		e.mu.Unlock()
 		if now != was && e.cfg.Observer != nil {
 			e.cfg.Observer.Converged(now && all)

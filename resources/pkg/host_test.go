@@ -429,7 +429,7 @@ func TestErrors(t *testing.T) {
 
 	t.Run("lock held by another package manager", func(t *testing.T) {
 		purge(t, h, pkgA)
-		holdDpkgLock(t, h)
+		h.HoldDpkgLock(t)
 		p := newRes(t, pkgA, "")
 		// PackageKit waits for the lock a while, then gives up with its
 		// own error.

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/godbus/dbus/v5"
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/fswatch"
@@ -316,33 +314,4 @@ func (o *observer) changedBy() map[string]dbus.ObjectPath {
 		m[k] = v
 	}
 	return m
-}
-
-// holdDpkgLock takes dpkg's locks inside the host, as another package
-// manager at work would (fcntl write locks on lock-frontend and lock, which
-// is what apt and dpkg check), until the test ends. The files are opened
-// through the host's root with RESOLVE_IN_ROOT, so that nothing outside the
-// host can be reached; opening them for writing copies them into the
-// host's own writable layer.
-func holdDpkgLock(tb testing.TB, h *testhost.Host) {
-	tb.Helper()
-	root, err := os.OpenFile(h.Root(), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer root.Close()
-	for _, name := range []string{"var/lib/dpkg/lock-frontend", "var/lib/dpkg/lock"} {
-		fd, err := unix.Openat2(int(root.Fd()), name, &unix.OpenHow{
-			Flags:   unix.O_RDWR | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_SYMLINKS,
-		})
-		if err != nil {
-			tb.Fatalf("opening %s in the host: %v", name, err)
-		}
-		tb.Cleanup(func() { unix.Close(fd) }) // closing releases the lock
-		lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0}
-		if err := unix.FcntlFlock(uintptr(fd), unix.F_SETLK, &lk); err != nil {
-			tb.Fatalf("locking %s in the host: %v", name, err)
-		}
-	}
 }
