@@ -24,8 +24,10 @@ import (
 type Config struct {
 	File     string
 	Hostname string
-	Prefix   string
-	Noop     bool
+	// Labels are the host's --label pairs (facts.ParseLabels); not used yet.
+	Labels map[string]string
+	Prefix string
+	Noop   bool
 	// ConvergedTimeout: exit once converged this long; negative: never.
 	ConvergedTimeout time.Duration
 	// Watch reloads the graph when File changes.

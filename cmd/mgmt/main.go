@@ -43,7 +43,7 @@ func run(args []string) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), validateCmd())
+	root.AddCommand(runCmd(), validateCmd(), factsCmd())
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
@@ -84,6 +84,7 @@ func runCmd() *cobra.Command {
 	var tlsFiles etcd.TLSFiles
 	var cpuProfile string
 	var promListen string
+	var labelArgs []string
 	cmd := &cobra.Command{
 		Use:   "run --file GRAPH.yaml",
 		Short: "Run a graph: apply it, then keep it applied",
@@ -94,6 +95,9 @@ func runCmd() *cobra.Command {
 			}
 			log, err := newLogger(logLevel)
 			if err != nil {
+				return err
+			}
+			if cfg.Labels, err = parseLabelArgs(labelArgs); err != nil {
 				return err
 			}
 			if cfg.Hostname == "" {
@@ -143,6 +147,7 @@ func runCmd() *cobra.Command {
 	f.StringVar(&cfg.Graphviz, "graphviz", "", "write the compiled graph as DOT to this file")
 	f.StringVar(&cfg.GraphvizFilter, "graphviz-filter", "", "render the DOT file to FILE.png with this Graphviz program (e.g. dot)")
 	f.StringVar(&cfg.Hostname, "hostname", "", "this host's name (default: the machine's)")
+	addLabelFlag(cmd, &labelArgs)
 	f.StringVar(&cfg.Prefix, "prefix", "/var/lib/mgmt", "directory for the agent's working state")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.Report, "report", "", "at exit, write a JSON summary of the run to this file")
@@ -166,6 +171,7 @@ func runCmd() *cobra.Command {
 
 func validateCmd() *cobra.Command {
 	var file string
+	var labelArgs []string
 	cmd := &cobra.Command{
 		Use:   "validate --file GRAPH.yaml",
 		Short: "Check a graph without running it (exit 0: valid, 2: invalid)",
@@ -173,6 +179,10 @@ func validateCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return &usageError{"validate: --file is required"}
+			}
+			// Checked now; graphs render against them once they have templates.
+			if _, err := parseLabelArgs(labelArgs); err != nil {
+				return err
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			_, g, err := agent.Load(context.Background(), file, log)
@@ -184,6 +194,7 @@ func validateCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "graph file (YAML)")
+	addLabelFlag(cmd, &labelArgs)
 	return cmd
 }
 
