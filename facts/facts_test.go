@@ -304,7 +304,10 @@ func TestDocsNameEveryFact(t *testing.T) {
 	walk = func(prefix string, m map[string]any) {
 		for k, v := range m {
 			name := prefix + k
-			if sub, ok := v.(map[string]any); ok && k != "interfaces" && k != "labels" {
+			if name == "interfaces" || name == "labels" {
+				continue // keyed by interface and label: named below
+			}
+			if sub, ok := v.(map[string]any); ok {
 				walk(name+".", sub)
 				continue
 			}
