@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -61,7 +62,8 @@ type Address struct {
 type Options struct {
 	// Hostname, when set, replaces the kernel's hostname (mgmt's --hostname).
 	Hostname string
-	// Labels are the host's labels, as ParseLabels returns them.
+	// Labels are the host's labels, as ParseLabels returns them; Gather
+	// refuses one ParseLabel would (a *LabelError).
 	Labels map[string]string
 	// Version is the mgmt version.
 	Version string
@@ -81,7 +83,7 @@ func Gather(ctx context.Context, opt Options) (*Facts, error) {
 	if root == "" {
 		root = "/"
 	}
-	real := filepath.Clean(root) == "/"
+	live := filepath.Clean(root) == "/" // this machine, not a fixture
 	f := &Facts{
 		Hostname: opt.Hostname,
 		Arch:     runtime.GOARCH,
@@ -89,8 +91,11 @@ func Gather(ctx context.Context, opt Options) (*Facts, error) {
 		Version:  opt.Version,
 		Labels:   make(map[string]string, len(opt.Labels)),
 	}
-	for k, v := range opt.Labels {
-		f.Labels[k] = v
+	for _, k := range slices.Sorted(maps.Keys(opt.Labels)) {
+		if _, _, err := ParseLabel(k + "=" + opt.Labels[k]); err != nil {
+			return nil, err
+		}
+		f.Labels[k] = opt.Labels[k]
 	}
 	var uts *unix.Utsname
 	uname := func() (*unix.Utsname, error) {
@@ -109,7 +114,7 @@ func Gather(ctx context.Context, opt Options) (*Facts, error) {
 		if err == nil {
 			return strings.TrimSpace(string(b)), nil
 		}
-		if !real || !errors.Is(err, fs.ErrNotExist) {
+		if !live || !errors.Is(err, fs.ErrNotExist) {
 			return "", err
 		}
 		u, err := uname()
@@ -140,7 +145,7 @@ func Gather(ctx context.Context, opt Options) (*Facts, error) {
 		return nil, err
 	}
 	f.Addresses = []Address{}
-	if real {
+	if live {
 		ifs, err := interfaces()
 		if err != nil {
 			return nil, err

@@ -89,6 +89,10 @@ func TestGatherFixtureErrors(t *testing.T) {
 			t.Errorf("without %s: err = %v; want %q...", tc.remove, err, tc.want)
 		}
 	}
+	var le *LabelError
+	if _, err := Gather(context.Background(), Options{Root: "testdata/minimal", Labels: map[string]string{"ok": "1", "bad key": "x"}}); !errors.As(err, &le) {
+		t.Errorf("a bad label: err = %v; want a *LabelError", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := Gather(ctx, Options{Root: "testdata/minimal"}); !errors.Is(err, context.Canceled) {
