@@ -53,6 +53,17 @@ func bad(s string, i int, r rune) bool {
 // are not UTF-8 escaped as in Go ("\n", "\u202e", "\xff"). What it returns
 // is printable text that shows exactly where the value begins and ends.
 func String(s string) string {
+	return `"` + shorten(s, true) + `"`
+}
+
+// Inline is s for a message where it stands without quotes, such as the
+// name in file[name]: shortened and escaped as by String, but quotes and
+// backslashes are kept as they are.
+func Inline(s string) string {
+	return shorten(s, false)
+}
+
+func shorten(s string, quoted bool) string {
 	cut := len(s) > MaxShown
 	if cut {
 		n := MaxShown - 3
@@ -62,13 +73,11 @@ func String(s string) string {
 		s = s[:n]
 	}
 	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('"')
-	escape(&b, s, true)
+	b.Grow(len(s) + 5)
+	escape(&b, s, quoted, true)
 	if cut {
 		b.WriteString("...")
 	}
-	b.WriteByte('"')
 	return b.String()
 }
 
@@ -81,14 +90,17 @@ func Escape(s string) string {
 			var b strings.Builder
 			b.Grow(len(s) + 16)
 			b.WriteString(s[:i])
-			escape(&b, s[i:], false)
+			escape(&b, s[i:], false, false)
 			return b.String()
 		}
 	}
 	return s
 }
 
-func escape(b *strings.Builder, s string, quoted bool) {
+// escape writes s to b with its invisible characters and bad bytes
+// escaped; quoted also escapes quotes and backslashes; lines escapes
+// newlines and tabs too.
+func escape(b *strings.Builder, s string, quoted, lines bool) {
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		switch {
@@ -97,7 +109,7 @@ func escape(b *strings.Builder, s string, quoted bool) {
 		case quoted && (r == '"' || r == '\\'):
 			b.WriteByte('\\')
 			b.WriteRune(r)
-		case !quoted && (r == '\n' || r == '\t'):
+		case !lines && (r == '\n' || r == '\t'):
 			b.WriteRune(r)
 		case Invisible(r):
 			switch r {

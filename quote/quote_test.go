@@ -12,10 +12,10 @@ func TestString(t *testing.T) {
 		{"é/ü 日本", `"é/ü 日本"`},
 		{`a"b\c`, `"a\"b\\c"`},
 		{"a\nb\tc\x1b[31m", `"a\nb\tc\x1b[31m"`},
-		{"abc\u202egnp.exe", `"abc\u202egnp.exe"`},                // right-to-left override
+		{"abc\u202egnp.exe", `"abc\u202egnp.exe"`},                 // right-to-left override
 		{"\u202a\u202b\u202c\u202d", `"\u202a\u202b\u202c\u202d"`}, // embeddings, pop, LTR override
 		{"\u2066\u2067\u2068\u2069", `"\u2066\u2067\u2068\u2069"`}, // isolates
-		{"a\u200bb\u200dc\ufeff", `"a\u200bb\u200dc\ufeff"`},      // zero-width space, joiner, BOM
+		{"a\u200bb\u200dc\ufeff", `"a\u200bb\u200dc\ufeff"`},       // zero-width space, joiner, BOM
 		{"a\u00a0b\u3000c", `"a\u00a0b\u3000c"`},                   // spaces that are not U+0020
 		{"a\u2028b", `"a\u2028b"`},                                 // line separator
 		{"x\ufe0fy\u3164z\u115f\u2800", `"x\ufe0fy\u3164z\u115f\u2800"`},
@@ -62,5 +62,11 @@ func TestFind(t *testing.T) {
 		if i, r := Find(tc.in); i != tc.i || r != tc.r {
 			t.Errorf("Find(%+q) = %d, %U; want %d, %U", tc.in, i, r, tc.i, tc.r)
 		}
+	}
+}
+
+func TestInline(t *testing.T) {
+	if got, want := Inline("a\"b\u202ec\nd"), `a"b\u202ec\nd`; got != want {
+		t.Errorf("Inline = %s, want %s", got, want)
 	}
 }
