@@ -2,13 +2,13 @@ package yamlgraph
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
+	"github.com/mgmtconfig/mgmt/quote"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -89,12 +89,16 @@ func (p *parser) decodeStrict(node *yaml.Node, ptr any, what, res string, skip .
 		seen[key] = k
 		path, ok := fs.index[key]
 		if !ok {
-			p.errorf(k, res, "%s: unknown field %q%s; valid fields: %s", what, short(key), suggest(key, fs.names), strings.Join(fs.names, ", "))
+			p.errorf(k, res, "%s: unknown field %s%s; valid fields: %s", what, quote.String(key), suggest(key, fs.names), strings.Join(fs.names, ", "))
 			continue
 		}
 		f := rv.FieldByIndex(path)
 		if err := decodeValue(v, f); err != nil {
-			p.errorf(v, res, "%s: field %q: %v", what, key, err)
+			at := v
+			if ve, ok := err.(*valueError); ok {
+				at = ve.Node
+			}
+			p.errorf(at, res, "%s: field %q: %v", what, key, err)
 		}
 	}
 }
@@ -106,6 +110,9 @@ func decodeValue(v *yaml.Node, f reflect.Value) error {
 		f.Set(reflect.Zero(f.Type()))
 		return nil
 	}
+	if err := checkValue(v, f.Type()); err != nil {
+		return err
+	}
 	tmp := reflect.New(f.Type())
 	if err := v.Decode(tmp.Interface()); err != nil {
 		return fmt.Errorf("want %s, found %s", describeType(f.Type()), describe(v))
@@ -113,6 +120,99 @@ func decodeValue(v *yaml.Node, f reflect.Value) error {
 	f.Set(tmp.Elem())
 	return nil
 }
+
+// valueError is a value refused by checkValue, at the node (inside the
+// value decoded) it is about.
+type valueError struct {
+	Node *yaml.Node
+	Msg  string
+}
+
+func (e *valueError) Error() string { return e.Msg }
+
+// checkValue refuses, before the YAML library decodes v into a t, what the
+// library would accept and turn into something other than what was
+// written: a quoted string into a boolean (the library reads "yes" and
+// "on" as true, while "true" is refused), a fraction into a whole number
+// (1.9 became 1, -.inf the smallest int64), NaN into a number, and a key
+// given twice in a mapping (reported by the library as a type error).
+func checkValue(v *yaml.Node, t reflect.Type) error {
+	v = deref(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if v.Kind == yaml.ScalarNode && isNull(v) {
+		return nil
+	}
+	bad := func(n *yaml.Node, format string, args ...any) error {
+		return &valueError{Node: n, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		if v.Kind == yaml.ScalarNode && v.Style&quotedStyles != 0 {
+			return bad(v, "want true or false, found %s: a quoted value is a string, never a boolean; write true or false without quotes", describe(v))
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if v.Kind == yaml.ScalarNode && v.Tag == "!!float" {
+			var x float64
+			if err := v.Decode(&x); err == nil && (x != math.Trunc(x) || math.IsInf(x, 0) || math.IsNaN(x)) {
+				return bad(v, "want %s, found %s: it has no whole value", describeType(t), describe(v))
+			}
+		}
+	case reflect.Float32, reflect.Float64:
+		if v.Kind == yaml.ScalarNode && v.Tag == "!!float" {
+			var x float64
+			if err := v.Decode(&x); err == nil && math.IsNaN(x) {
+				return bad(v, "want %s, found %s: not a number", describeType(t), describe(v))
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Kind == yaml.SequenceNode {
+			for _, item := range v.Content {
+				if err := checkValue(item, t.Elem()); err != nil {
+					return err
+				}
+			}
+		}
+	case reflect.Map:
+		if v.Kind == yaml.MappingNode {
+			seen := map[string]*yaml.Node{}
+			for i := 0; i+1 < len(v.Content); i += 2 {
+				k := deref(v.Content[i])
+				if k.Kind == yaml.ScalarNode {
+					if prev := seen[k.Value]; prev != nil {
+						return bad(k, "key %s is given twice (first at line %d): give it once", quote.String(k.Value), prev.Line)
+					}
+					seen[k.Value] = k
+				}
+				if err := checkValue(k, t.Key()); err != nil {
+					return err
+				}
+				if err := checkValue(v.Content[i+1], t.Elem()); err != nil {
+					return err
+				}
+			}
+		}
+	case reflect.Struct:
+		if v.Kind == yaml.MappingNode {
+			fs := fieldsOf(t)
+			for i := 0; i+1 < len(v.Content); i += 2 {
+				k := deref(v.Content[i])
+				if path, ok := fs.index[k.Value]; ok {
+					if err := checkValue(v.Content[i+1], t.FieldByIndex(path).Type); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// quotedStyles are the styles of a scalar written as a string: quoted, or
+// a literal (|) or folded (>) block.
+const quotedStyles = yaml.DoubleQuotedStyle | yaml.SingleQuotedStyle | yaml.LiteralStyle | yaml.FoldedStyle
 
 // describe says what a node holds, for messages: `string "abc"`, `a list`.
 func describe(n *yaml.Node) string {
@@ -128,22 +228,18 @@ func describe(n *yaml.Node) string {
 		return "an alias"
 	}
 	val := n.Value
-	if len(val) > 40 {
-		cut := 37
-		for cut > 0 && !utf8.RuneStart(val[cut]) {
-			cut--
-		}
-		val = val[:cut] + "..."
-	}
 	switch n.Tag {
 	case "!!int", "!!float":
-		return "number " + val
+		return "number " + short(val)
 	case "!!bool":
-		return "boolean " + val
+		return "boolean " + short(val)
 	case "!!null":
 		return "nothing"
 	}
-	return "string " + strconv.Quote(val)
+	if n.Style&quotedStyles != 0 {
+		return "the quoted string " + quote.String(val)
+	}
+	return "string " + quote.String(val)
 }
 
 func describeType(t reflect.Type) string {

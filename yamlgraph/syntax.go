@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/mgmtconfig/mgmt/quote"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -331,14 +332,6 @@ func deref(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// short keeps what a message quotes from the file short.
-func short(s string) string {
-	if len(s) <= 60 {
-		return s
-	}
-	cut := 57
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
-}
+// short is text from the file for a message where it stands unquoted
+// (kind[name]): shortened, its invisible characters escaped.
+func short(s string) string { return quote.Inline(s) }

@@ -15,8 +15,10 @@ import (
 	"sort"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/quote"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -134,6 +136,9 @@ func Parse(file string, data []byte) (*Graph, error) {
 		return nil, Errors{e}
 	}
 	p := &parser{file: file}
+	if p.checkTags(doc); len(p.errs) > 0 {
+		return nil, p.errs
+	}
 	root := deref(doc.Content[0])
 	top := []string{"collect", "comment", "edges", "graph", "resources"}
 	if root.Kind != yaml.MappingNode {
@@ -153,13 +158,17 @@ func Parse(file string, data []byte) (*Graph, error) {
 			continue
 		}
 		if prev := seen[k.Value]; prev != nil {
-			p.errorf(k, "", "key %q is given twice (first at line %d): give it once", k.Value, prev.Line)
+			p.errorf(k, "", "key %s is given twice (first at line %d): give it once", quote.String(k.Value), prev.Line)
 			continue
 		}
 		seen[k.Value] = k
 		switch k.Value {
 		case "graph":
-			p.scalar(v, "", "graph", &g.Name)
+			if p.scalar(v, "", "graph", &g.Name) {
+				if msg := checkName(g.Name); msg != "" {
+					p.errorf(v, "", "the graph's name %s", msg)
+				}
+			}
 		case "comment":
 			p.scalar(v, "", "comment", &g.Comment)
 		case "resources":
@@ -170,7 +179,7 @@ func Parse(file string, data []byte) (*Graph, error) {
 		case "collect":
 			collect = v
 		default:
-			p.errorf(k, "", "unknown top-level key %q%s; valid keys: %s", short(k.Value), suggest(k.Value, top), strings.Join(top, ", "))
+			p.errorf(k, "", "unknown top-level key %s%s; valid keys: %s", quote.String(k.Value), suggest(k.Value, top), strings.Join(top, ", "))
 		}
 	}
 	if len(p.errs) == 0 && len(g.Vertices) == 0 {
@@ -243,7 +252,7 @@ func (p *parser) resources(g *Graph, n *yaml.Node) {
 		}
 		kind := k.Value
 		if _, ok := engine.NewRes(kind); !ok {
-			p.errorf(k, "", "unknown resource kind %q%s; known kinds: %s", short(kind), suggest(kind, kinds), strings.Join(kinds, ", "))
+			p.errorf(k, "", "unknown resource kind %s%s; known kinds: %s", quote.String(kind), suggest(kind, kinds), strings.Join(kinds, ", "))
 			continue
 		}
 		if prev := byKind[kind]; prev != nil {
@@ -315,9 +324,8 @@ func (p *parser) resource(kind string, n *yaml.Node) *engine.Vertex {
 		p.errorf(nameNode, "", "a %s resource has an empty name: want a name, unique for its kind", kind)
 		return nil
 	}
-	if i := strings.IndexFunc(name, unicode.IsControl); i >= 0 {
-		// A name goes into every message and log line about the resource.
-		p.errorf(nameNode, "", "a %s resource's name %q holds a control character (%U): want printable text", kind, short(name), []rune(name[i:])[0])
+	if msg := checkName(name); msg != "" {
+		p.errorf(nameNode, "", "a %s resource's name %s", kind, msg)
 		return nil
 	}
 	ref := kind + "[" + name + "]"
@@ -419,21 +427,47 @@ func Params(res engine.Res) ([]byte, error) {
 }
 
 // DecodeRes decodes YAML parameters (as Params wrote them) strictly into a
-// new resource of kind; source names their origin in messages.
+// new resource of kind; source names their origin in messages. They come
+// from another host, so they are held to what a graph file is: one
+// document (a second one, YAML after --- or JSON after the first value,
+// is refused, never partly used), no tags, a name as a graph allows.
 func DecodeRes(source, kind, name string, params []byte) (engine.Res, error) {
 	res, ok := engine.NewRes(kind)
 	if !ok {
-		return nil, fmt.Errorf("%s: unknown resource kind %q", source, kind)
+		return nil, fmt.Errorf("%s: unknown resource kind %s", source, quote.String(kind))
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(params, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %s[%s]: %w", source, kind, name, err)
+	ref := kind + "[" + short(name) + "]"
+	if msg := checkName(name); msg != "" {
+		return nil, fmt.Errorf("%s: %s: the name %s", source, ref, msg)
+	}
+	if len(params) > MaxFileSize {
+		return nil, fmt.Errorf("%s: %s: %d bytes of parameters: want at most %d", source, ref, len(params), MaxFileSize)
+	}
+	if !utf8.Valid(params) {
+		return nil, fmt.Errorf("%s: %s: the parameters are not UTF-8 text", source, ref)
+	}
+	doc, e := readYAML(source, params)
+	if e != nil {
+		if len(bytes.TrimSpace(params)) == 0 || strings.HasPrefix(e.Msg, "file holds no YAML content") {
+			return res, nil // no parameters: all defaults
+		}
+		if strings.HasPrefix(e.Msg, "a second YAML document") {
+			e.Msg = "a second YAML document starts here: exported parameters are one document; refused, not partly used"
+		}
+		e.Res = ref
+		return nil, Errors{e}
+	}
+	p := &parser{file: source}
+	if p.checkTags(doc); len(p.errs) > 0 {
+		for _, e := range p.errs {
+			e.Res = ref
+		}
+		return nil, p.errs
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		return res, nil
 	}
-	p := &parser{file: source}
-	p.decodeStrict(deref(doc.Content[0]), res, "parameters", kind+"["+name+"]")
+	p.decodeStrict(deref(doc.Content[0]), res, "parameters", ref)
 	if len(p.errs) > 0 {
 		return nil, p.errs
 	}
@@ -469,13 +503,20 @@ func (p *parser) edges(g *Graph, n *yaml.Node) {
 			Notify bool      `yaml:"notify"`
 		}
 		what := "edge"
+		var nameNode *yaml.Node
 		for i := 0; i+1 < len(e.Content); i += 2 {
 			if k, v := deref(e.Content[i]), deref(e.Content[i+1]); k.Value == "name" && v.Kind == yaml.ScalarNode && v.Value != "" {
-				what = fmt.Sprintf("edge %q", short(v.Value))
+				what = fmt.Sprintf("edge %s", quote.String(v.Value))
+				nameNode = v
 			}
 		}
 		before := len(p.errs)
 		p.decodeStrict(e, &raw, what, "")
+		if raw.Name != "" && nameNode != nil {
+			if msg := checkName(raw.Name); msg != "" {
+				p.errorf(nameNode, "", "an edge's name %s", msg)
+			}
+		}
 		if len(p.errs) > before {
 			continue
 		}
@@ -605,7 +646,7 @@ func (p *parser) cycles(g *Graph, nodes []*yaml.Node) {
 
 func (p *parser) edgeName(g *Graph, nodes []*yaml.Node, i int) string {
 	if g.Edges[i].Name != "" {
-		return fmt.Sprintf("%q (line %d)", short(g.Edges[i].Name), nodes[i].Line)
+		return fmt.Sprintf("%s (line %d)", quote.String(g.Edges[i].Name), nodes[i].Line)
 	}
 	return fmt.Sprintf("at line %d", nodes[i].Line)
 }
@@ -639,13 +680,19 @@ func (p *parser) collect(g *Graph, n *yaml.Node) {
 		if len(p.errs) > before {
 			continue
 		}
+		patNode := c
+		for i := 0; i+1 < len(c.Content); i += 2 {
+			if deref(c.Content[i]).Value == "pattern" {
+				patNode = deref(c.Content[i+1])
+			}
+		}
 		res, ok := engine.NewRes(raw.Kind)
 		switch {
 		case raw.Kind == "":
 			p.errorf(c, "", "collect: no kind: want kind: one of %s", strings.Join(collectable, ", "))
 			continue
 		case !ok:
-			p.errorf(c, "", "collect: unknown resource kind %q%s; kinds that can be collected: %s", short(raw.Kind), suggest(raw.Kind, collectable), strings.Join(collectable, ", "))
+			p.errorf(c, "", "collect: unknown resource kind %s%s; kinds that can be collected: %s", quote.String(raw.Kind), suggest(raw.Kind, collectable), strings.Join(collectable, ", "))
 			continue
 		}
 		if _, ok := res.(engine.Collector); !ok {
@@ -657,8 +704,38 @@ func (p *parser) collect(g *Graph, n *yaml.Node) {
 			continue
 		}
 		seen[raw.Kind] = c
+		if !p.pattern(patNode, raw.Kind, raw.Pattern, res) {
+			continue
+		}
 		g.Collect = append(g.Collect, engine.CollectDecl{Kind: raw.Kind, Pattern: raw.Pattern, Source: p.pos(c)})
 	}
+}
+
+// PatternChecker is a kind that can be collected and can check a collect
+// pattern, so that a pattern it would refuse for every export is refused
+// in the graph, at its line, instead of in a warning per collected
+// resource at run time.
+type PatternChecker interface {
+	CheckPattern(pattern string) error
+}
+
+// pattern checks the collect pattern of kind at n; false if refused.
+func (p *parser) pattern(n *yaml.Node, kind, pattern string, res engine.Res) bool {
+	switch {
+	case pattern == "":
+		p.errorf(n, "", "collect: %s: no pattern: want pattern: what to collect into (for file, an absolute directory, e.g. /srv/collected/)", kind)
+		return false
+	case checkName(pattern) != "":
+		p.errorf(n, "", "collect: %s: the pattern %s", kind, checkName(pattern))
+		return false
+	}
+	if pc, ok := res.(PatternChecker); ok {
+		if err := pc.CheckPattern(pattern); err != nil {
+			p.errorf(n, "", "collect: %s: %v", kind, err)
+			return false
+		}
+	}
+	return true
 }
 
 func sortErrors(es Errors) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/quote"
 	_ "github.com/mgmtconfig/mgmt/resources/exec"
 	_ "github.com/mgmtconfig/mgmt/resources/file"
 	_ "github.com/mgmtconfig/mgmt/resources/noop"
@@ -58,6 +59,11 @@ func TestBadFiles(t *testing.T) {
 			for _, line := range strings.Split(strings.TrimSuffix(got, "\n"), "\n") {
 				if !strings.HasPrefix(line, f+":") || !lineCol.MatchString(strings.TrimPrefix(line, f)) {
 					t.Fatalf("a message does not begin with file:line:column: %s", line)
+				}
+				// Text from the file is quoted: no message prints a
+				// character that hides or reorders what surrounds it.
+				if i, r := quote.Find(line); i >= 0 {
+					t.Fatalf("a message holds %U raw at offset %d: %s", r, i, quote.String(line))
 				}
 			}
 		})
@@ -129,5 +135,43 @@ func TestParamsRoundTrip(t *testing.T) {
 	}
 	if _, err := DecodeRes("etcd:host1", "exec", "a", []byte("cmd: x\nbogus: 1\n")); err == nil || !strings.Contains(err.Error(), `unknown field "bogus"`) {
 		t.Fatalf("strict decoding of collected parameters: %v", err)
+	}
+}
+
+// Parameters from another host are held to what a file is: one document
+// (yaml.Unmarshal read the first of several and dropped the rest), no
+// tags, and a name a graph would accept. A refusal names the host and
+// the resource.
+func TestDecodeResRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		what, name, params, want string
+	}{
+		{"second YAML document", "a", "cmd: echo a\n---\ncmd: rm -rf /tmp/x\n", "etcd:h1:2:1: exec[a]: a second YAML document starts here"},
+		{"second JSON document", "a", `{"cmd": "echo a"}{"cmd": "rm -rf /tmp/x"}`, "etcd:h1:1:"},
+		{"JSON documents on two lines", "a", "{\"cmd\": \"echo a\"}\n{\"cmd\": \"rm\"}\n", "etcd:h1:2:"},
+		{"after an end marker", "a", "cmd: echo a\n...\ncmd: rm\n", "etcd:h1:3:"},
+		{"binary tag", "a", "cmd: echo a\ncwd: !!binary L2V0Yw==\n", `etcd:h1:2:6: exec[a]: explicit YAML tag "!!binary"`},
+		{"valid", "a", "cmd: echo a\n", ""}, // the control
+		{"bidi name", "a\u202eb", "cmd: echo a\n", `etcd:h1: exec[a\u202eb]: the name "a\u202eb" holds U+202E`},
+		{"long name", strings.Repeat("n", MaxName+1), "cmd: echo a\n", "the name is 4097 bytes long"},
+		{"bad UTF-8 name", "a\xffb", "cmd: echo a\n", `the name "a\xffb" holds a byte that is not UTF-8`},
+	} {
+		_, err := DecodeRes("etcd:h1", "exec", tc.name, []byte(tc.params))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.what, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: got %v, want an error with %q", tc.what, err, tc.want)
+		}
+	}
+	// One document, with or without an empty second one, is used whole.
+	for _, params := range []string{"cmd: echo a\n", "cmd: echo a\n---\n", "---\ncmd: echo a\n"} {
+		res, err := DecodeRes("etcd:h1", "exec", "a", []byte(params))
+		if err != nil {
+			t.Fatalf("%q: %v", params, err)
+		}
+		if p, _ := Params(res); !strings.Contains(string(p), "cmd: echo a") {
+			t.Fatalf("%q decoded as %s", params, p)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/etcd"
 	"github.com/mgmtconfig/mgmt/metrics"
+	"github.com/mgmtconfig/mgmt/quote"
 	_ "github.com/mgmtconfig/mgmt/resources/all"
 	"github.com/spf13/cobra"
 )
@@ -49,7 +50,10 @@ func run(args []string) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(os.Stderr, "mgmt:", err)
+	// Messages quote the text they take from a graph (quote.String);
+	// escaping the whole message too keeps any that did not from
+	// reordering or hiding what the terminal shows.
+	fmt.Fprintln(os.Stderr, "mgmt:", quote.Escape(err.Error()))
 	var inv *agent.InvalidError
 	var usage *usageError
 	switch {
@@ -189,7 +193,7 @@ func validateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("%s: valid: %d resources, %d edges\n", file, g.NumVertices(), g.NumEdges())
+			fmt.Printf("%s: valid: %d resources, %d edges\n", quote.Escape(file), g.NumVertices(), g.NumEdges())
 			return nil
 		},
 	}

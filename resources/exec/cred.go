@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/mgmtconfig/mgmt/quote"
 )
 
 // ErrNoSuchID is wrapped by the error for a user or group that does not exist.
@@ -56,20 +58,20 @@ func lookupUser(spec string) (account, error) {
 		u, err = user.Lookup(spec)
 		var unknown user.UnknownUserError
 		if errors.As(err, &unknown) {
-			return account{}, fmt.Errorf("%q %w: want an existing user name or a numeric uid", spec, ErrNoSuchID)
+			return account{}, fmt.Errorf("%s %w: want an existing user name or a numeric uid", quote.String(spec), ErrNoSuchID)
 		}
 	}
 	if err != nil {
-		return account{}, fmt.Errorf("looking up user %q: %w", spec, err)
+		return account{}, fmt.Errorf("looking up user %s: %w", quote.String(spec), err)
 	}
 	a := account{env: []string{"HOME=" + u.HomeDir, "USER=" + u.Username, "LOGNAME=" + u.Username}}
 	uid, err := strconv.ParseUint(u.Uid, 10, 32)
 	if err != nil {
-		return account{}, fmt.Errorf("user %q has a non-numeric uid %q", spec, u.Uid)
+		return account{}, fmt.Errorf("user %s has a non-numeric uid %s", quote.String(spec), quote.String(u.Uid))
 	}
 	gid, err := strconv.ParseUint(u.Gid, 10, 32)
 	if err != nil {
-		return account{}, fmt.Errorf("user %q has a non-numeric gid %q", spec, u.Gid)
+		return account{}, fmt.Errorf("user %s has a non-numeric gid %s", quote.String(spec), quote.String(u.Gid))
 	}
 	a.uid, a.gid = uint32(uid), uint32(gid)
 	a.groups = []uint32{} // an empty list drops the agent's groups
@@ -95,14 +97,14 @@ func lookupGroup(spec string) (uint32, error) {
 	g, err := user.LookupGroup(spec)
 	var unknown user.UnknownGroupError
 	if errors.As(err, &unknown) {
-		return 0, fmt.Errorf("%q %w: want an existing group name or a numeric gid", spec, ErrNoSuchID)
+		return 0, fmt.Errorf("%s %w: want an existing group name or a numeric gid", quote.String(spec), ErrNoSuchID)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("looking up group %q: %w", spec, err)
+		return 0, fmt.Errorf("looking up group %s: %w", quote.String(spec), err)
 	}
 	gid, err := strconv.ParseUint(g.Gid, 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("group %q has a non-numeric gid %q", spec, g.Gid)
+		return 0, fmt.Errorf("group %s has a non-numeric gid %s", quote.String(spec), quote.String(g.Gid))
 	}
 	return uint32(gid), nil
 }

@@ -15,8 +15,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/quote"
 )
 
 func init() {
@@ -122,18 +124,18 @@ func (x *Exec) Validate() error {
 	}
 	for _, f := range []struct{ field, path string }{{"cwd", x.Cwd}, {"creates", x.Creates}} {
 		if f.path != "" && (!filepath.IsAbs(f.path) || strings.IndexByte(f.path, 0) >= 0) {
-			bad(f.field, "%q is invalid: want an absolute path", f.path)
+			bad(f.field, "%s is invalid: want an absolute path", quote.String(f.path))
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(x.Env)) {
 		if v := x.Env[k]; k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
-			bad("env", "%q is invalid: want a name without '=' or NUL, and a value without NUL", k)
+			bad("env", "%s is invalid: want a name without '=' or NUL, and a value without NUL", quote.String(k))
 		}
 	}
 	switch x.State {
 	case "", "present":
 	default:
-		bad("state", "%q is invalid: want present or nothing (exec has no state on disk)", x.State)
+		bad("state", "%s is invalid: want present or nothing (exec has no state on disk)", quote.String(x.State))
 	}
 	if _, _, err := credential(x.User, x.Group); err != nil {
 		errs = append(errs, err)
@@ -141,8 +143,16 @@ func (x *Exec) Validate() error {
 	return errors.Join(errs...)
 }
 
+// maxArgLen is Linux's MAX_ARG_STRLEN: execve refuses (E2BIG) any one
+// argument longer, so a longer command can never run, through a shell
+// (where it is one argument) or not (where a word of it would be).
+const maxArgLen = 32 * 4096
+
 // cmdArgv splits a command run without a shell.
 func cmdArgv(cmd string) ([]string, error) {
+	if len(cmd) > maxArgLen {
+		return nil, fmt.Errorf("%d bytes long: want at most %d (the kernel's MAX_ARG_STRLEN); write a script and run it", len(cmd), maxArgLen)
+	}
 	argv, err := SplitArgs(cmd)
 	if err != nil {
 		return nil, err
@@ -150,18 +160,41 @@ func cmdArgv(cmd string) ([]string, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("blank: want the command to run")
 	}
+	if err := checkProgram(argv[0], "the command to run, e.g. cmd: sleep 10s"); err != nil {
+		return nil, err
+	}
 	return argv, nil
+}
+
+// checkProgram refuses a program name that names nothing a person could
+// see: empty (” or ""), only blanks (' ', \ ), or holding an invisible
+// character. execve would fail on the empty one at run time, and look up
+// the others on PATH as names no one can read in the graph.
+func checkProgram(prog, want string) error {
+	if strings.TrimFunc(prog, unicode.IsSpace) == "" {
+		return fmt.Errorf("the program to run is %s, empty once its quotes are removed: want %s", quote.String(prog), want)
+	}
+	if i, r := quote.Find(prog); i >= 0 {
+		return fmt.Errorf("the program to run, %s, holds %U, an invisible character: want a visible program name", quote.String(prog), r)
+	}
+	return nil
 }
 
 // shellArgv is the argv that runs cmd through shell, which may carry its
 // own options ("/bin/bash -e").
 func shellArgv(shell, cmd string) ([]string, error) {
+	if len(cmd) > maxArgLen {
+		return nil, fmt.Errorf("the command is %d bytes long: want at most %d (the kernel's MAX_ARG_STRLEN); write a script and run it", len(cmd), maxArgLen)
+	}
 	argv, err := SplitArgs(shell)
 	if err != nil {
 		return nil, err
 	}
 	if len(argv) == 0 {
 		return nil, errors.New("blank: want a shell such as /bin/sh")
+	}
+	if err := checkProgram(argv[0], "a shell such as /bin/sh"); err != nil {
+		return nil, err
 	}
 	return append(argv, "-c", cmd), nil
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mgmtconfig/mgmt/quote"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -46,9 +48,9 @@ type ExitError struct {
 func (e *ExitError) Error() string {
 	var b strings.Builder
 	if e.Signal != 0 {
-		fmt.Fprintf(&b, "%q was killed by signal %d (%v)", e.Cmd, int(e.Signal), e.Signal)
+		fmt.Fprintf(&b, "%s was killed by signal %d (%v)", quote.String(e.Cmd), int(e.Signal), e.Signal)
 	} else {
-		fmt.Fprintf(&b, "%q exited with status %d", e.Cmd, e.Status)
+		fmt.Fprintf(&b, "%s exited with status %d", quote.String(e.Cmd), e.Status)
 	}
 	if len(e.Stderr) > 0 {
 		b.WriteString("; stderr ends: ")
@@ -100,7 +102,7 @@ func (p proc) run(ctx context.Context, started func(), line func(stream, string)
 		defer cancel()
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%q not started: %w", p.name, context.Cause(ctx))
+		return fmt.Errorf("%s not started: %w", quote.String(p.name), context.Cause(ctx))
 	}
 
 	outR, outW, err := os.Pipe()
@@ -125,7 +127,7 @@ func (p proc) run(ctx context.Context, started func(), line func(stream, string)
 	if err != nil {
 		outR.Close()
 		errR.Close()
-		return fmt.Errorf("%q: %w", p.name, err)
+		return fmt.Errorf("%s: %w", quote.String(p.name), err)
 	}
 	pid := cmd.Process.Pid
 	if started != nil {
@@ -189,7 +191,7 @@ func (p proc) run(ctx context.Context, started func(), line func(stream, string)
 	select {
 	case <-readDone:
 	case <-time.After(pipeGrace):
-		p.log.Warn("output still open after the command's process group ended: something it started left the group and still runs", "cmd", p.name, "pid", pid)
+		p.log.Warn("output still open after the command's process group ended: something it started left the group and still runs", "cmd", quote.String(p.name), "pid", pid)
 		outR.Close()
 		errR.Close()
 		<-readDone
@@ -211,7 +213,7 @@ func (p proc) run(ctx context.Context, started func(), line func(stream, string)
 			exitErr.Signal = ws.Signal()
 		}
 	default:
-		return fmt.Errorf("%q: %w", p.name, waitErr)
+		return fmt.Errorf("%s: %w", quote.String(p.name), waitErr)
 	}
 	switch {
 	case stopped == nil && exitErr == nil:

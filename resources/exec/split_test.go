@@ -104,9 +104,9 @@ func TestSplitArgsErrors(t *testing.T) {
 	}
 }
 
-// quote is the inverse of SplitArgs for one word: single quotes, with each
+// shQuote is the inverse of SplitArgs for one word: single quotes, with each
 // single quote inside written as '\”.
-func quote(w string) string {
+func shQuote(w string) string {
 	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 }
 
@@ -126,7 +126,7 @@ func FuzzSplitArgs(f *testing.F) {
 		// Quoting every word and splitting again gives the same words.
 		quoted := make([]string, len(args))
 		for i, a := range args {
-			quoted[i] = quote(a)
+			quoted[i] = shQuote(a)
 		}
 		again, err := SplitArgs(strings.Join(quoted, " "))
 		if err != nil || !slices.Equal(again, args) {

@@ -3,6 +3,7 @@ package exec
 import (
 	"bytes"
 	"math"
+	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -30,6 +31,16 @@ func TestValidate(t *testing.T) {
 
 		{"no cmd", &Exec{}, "cmd: missing: want the command to run, e.g. cmd: sleep 10s"},
 		{"blank cmd", &Exec{Cmd: " \t"}, "cmd: blank: want the command to run"},
+		{"empty program", &Exec{Cmd: "''"}, `cmd: the program to run is "", empty once its quotes are removed: want the command to run, e.g. cmd: sleep 10s`},
+		{"empty program, double quotes", &Exec{Cmd: `"" -x`}, `cmd: the program to run is "", empty once its quotes are removed: want the command to run, e.g. cmd: sleep 10s`},
+		{"blank program", &Exec{Cmd: `' ' arg`}, `cmd: the program to run is " ", empty once its quotes are removed: want the command to run, e.g. cmd: sleep 10s`},
+		{"escaped blank program", &Exec{Cmd: `\ `}, `cmd: the program to run is " ", empty once its quotes are removed: want the command to run, e.g. cmd: sleep 10s`},
+		{"no-break space program", &Exec{Cmd: "\u00a0 x"}, `cmd: the program to run is "\u00a0", empty once its quotes are removed: want the command to run, e.g. cmd: sleep 10s`},
+		{"invisible program", &Exec{Cmd: "ls\u200b -l"}, `cmd: the program to run, "ls\u200b", holds U+200B, an invisible character: want a visible program name`},
+		{"empty ifcmd program", &Exec{Cmd: "true", IfCmd: `""`}, `ifcmd: the program to run is "", empty once its quotes are removed: want the command to run, e.g. cmd: sleep 10s`},
+		{"empty shell program", &Exec{Cmd: "true", Shell: "'' -e"}, `shell: the program to run is "", empty once its quotes are removed: want a shell such as /bin/sh`},
+		{"command too long", &Exec{Cmd: "echo " + strings.Repeat("x", maxArgLen)}, "cmd: 131077 bytes long: want at most 131072 (the kernel's MAX_ARG_STRLEN); write a script and run it"},
+		{"bidi override in cwd", &Exec{Cmd: "true", Cwd: "tmp\u202e"}, `cwd: "tmp\u202e" is invalid: want an absolute path`},
 		{"pipe without shell", &Exec{Cmd: "echo a | wc"}, `cmd: "|" at offset 7 needs a shell: quote or escape it, or set shell (e.g. shell: /bin/sh)`},
 		{"variable without shell", &Exec{Cmd: "echo $HOME"}, `cmd: "$" at offset 5 needs a shell: quote or escape it, or set shell (e.g. shell: /bin/sh)`},
 		{"open quote", &Exec{Cmd: "echo 'a"}, `cmd: unterminated quote ' opened at offset 5: close it`},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/fswatch"
+	"github.com/mgmtconfig/mgmt/quote"
 )
 
 func init() {
@@ -331,13 +332,22 @@ func (r *File) AutoEdges(context.Context) ([]engine.AutoEdge, error) {
 // collected as it is.
 var ErrCollect = errors.New("file cannot be collected")
 
+// CheckPattern checks a collect pattern: the directory collected files
+// are placed in, absolute.
+func (r *File) CheckPattern(pattern string) error {
+	if !filepath.IsAbs(pattern) || strings.ContainsRune(pattern, 0) {
+		return fmt.Errorf("pattern %s: want an absolute directory, e.g. /srv/collected/", quote.String(pattern))
+	}
+	return nil
+}
+
 // Collect returns the file as a collecting host manages it: the same
 // parameters, with the path re-based into the pattern directory (pattern +
 // the base name). It refuses what would escape that directory, a source
 // (it names a file on the exporting host), and setuid or setgid modes.
 func (r *File) Collect(pattern string) (engine.Res, error) {
-	if !filepath.IsAbs(pattern) || strings.ContainsRune(pattern, 0) {
-		return nil, fmt.Errorf("%w: pattern %q: want an absolute directory", ErrCollect, pattern)
+	if err := r.CheckPattern(pattern); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCollect, err)
 	}
 	if !filepath.IsAbs(r.Path) {
 		return nil, fmt.Errorf("%w: path %q is not absolute", ErrCollect, r.Path)
