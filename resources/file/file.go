@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/fswatch"
+	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -58,6 +60,8 @@ type spec struct {
 	recurse bool
 	purge   bool
 	force   bool
+
+	warnings []string // parameters accepted but ignored
 }
 
 // Validate checks the parameters, and resolves owner and group names. It
@@ -76,6 +80,7 @@ func (r *File) parse() (*spec, error) {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	s := &spec{uid: -1, gid: -1, recurse: r.Recurse, purge: r.Purge, force: r.Force}
+	warn := func(w string) { s.warnings = append(s.warnings, w) }
 
 	switch {
 	case r.Path == "":
@@ -100,13 +105,16 @@ func (r *File) parse() (*spec, error) {
 		bad("state: %q is invalid: want exists (the default) or absent", r.State)
 	}
 
+	// The original mgmt accepted content, and a source without recurse, on a
+	// directory, and ignored them: so do we, with a warning.
 	if r.Content != nil {
-		s.content, s.hasCont = []byte(*r.Content), true
-		if s.dir {
-			bad("content: a directory (path ending in /) has no content: remove the trailing / to manage a file, or use source with recurse: true to fill the directory")
-		}
-		if r.Source != "" {
+		switch {
+		case s.dir:
+			warn("content: ignored: a directory (path ending in /) has no content: remove the trailing / to manage a file, or use source with recurse: true to fill the directory")
+		case r.Source != "":
 			bad("content and source: give only one: content is the file's exact text, source copies a local file")
+		default:
+			s.content, s.hasCont = []byte(*r.Content), true
 		}
 	}
 	if r.Source != "" {
@@ -115,11 +123,16 @@ func (r *File) parse() (*spec, error) {
 			bad("source: %q contains a NUL byte", r.Source)
 		case !filepath.IsAbs(r.Source):
 			bad("source: %q is relative: want an absolute path", r.Source)
+		case s.dir && !r.Recurse:
+			warn("source: ignored: a directory is filled from its source only with recurse: true")
 		default:
 			s.source = filepath.Clean(r.Source)
-		}
-		if s.dir && !r.Recurse {
-			bad("source: a directory is filled from its source only with recurse: true")
+			if s.absent || (r.Recurse && !s.dir) { // nothing to copy, or refused below
+				break
+			}
+			if err := checkSource(s.source, s.dir && r.Recurse); err != nil {
+				bad("source: %w", err)
+			}
 		}
 	}
 	if r.Recurse && (!s.dir || r.Source == "") {
@@ -212,6 +225,34 @@ func lookupID(s string, lookup func(string) (string, error)) (int, error) {
 
 var errUnknown = errors.New("unknown on this host")
 
+// checkSource refuses a source that exists and is of the wrong type: a
+// fifo, a socket or a device (whose open could block or have side
+// effects), or a directory where a file is wanted, or the reverse. A
+// missing source is left for CheckApply: another resource may create it.
+func checkSource(path string, dir bool) error {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil
+	}
+	switch t := st.Mode & unix.S_IFMT; {
+	case dir && t != unix.S_IFDIR:
+		return fmt.Errorf("%s is a %s: want a directory to copy with recurse", path, typeName(fileMode(st.Mode)))
+	case !dir && t != unix.S_IFREG:
+		return fmt.Errorf("%s is a %s: %w", path, typeName(fileMode(st.Mode)), errNotRegular)
+	}
+	return nil
+}
+
+// Warnings lists the parameters Validate accepted but ignores (content on
+// a directory, as the original mgmt allowed), one sentence each. Init logs
+// them; a front end may print them at validation.
+func (r *File) Warnings() []string {
+	if r.s == nil {
+		return nil
+	}
+	return slices.Clone(r.s.warnings)
+}
+
 // spec returns the parsed parameters, parsing them if Validate was not
 // called.
 func (r *File) spec() (*spec, error) {
@@ -231,9 +272,12 @@ func (r *File) SetName(name string) {
 	}
 }
 
-// Init keeps the logger.
+// Init keeps the logger, and logs the warnings of Validate.
 func (r *File) Init(env engine.Env) error {
 	r.log = env.Logger
+	for _, w := range r.Warnings() {
+		r.logger().Warn(w)
+	}
 	return nil
 }
 
