@@ -321,25 +321,6 @@ func (a *applier) fixAttrs(fd int, path string, st *unix.Stat_t, want attrs) (bo
 	return true, nil
 }
 
-// tempName is the name of the temporary file beside path that new content
-// is written to. It is fixed, so that whatever a crash leaves behind is
-// replaced by the next write instead of piling up.
-func tempName(path string) string {
-	dir, base := filepath.Split(path)
-	name := "." + base + ".mgmt-tmp"
-	if len(name) > 255 {
-		sum := sha256.Sum256([]byte(base))
-		name = ".mgmt-tmp-" + hex.EncodeToString(sum[:16])
-	}
-	return dir + name
-}
-
-// IsTemp tells whether a base name is one of the temporary files the
-// resource writes before renaming them over their paths.
-func IsTemp(base string) bool {
-	return strings.HasPrefix(base, ".") && strings.HasSuffix(base, ".mgmt-tmp") || strings.HasPrefix(base, ".mgmt-tmp-")
-}
-
 // write replaces path atomically with the content of src. The mode and
 // owner are want's, or those of the regular file being replaced (old), or
 // 0644 and the process's own.
@@ -363,8 +344,7 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	}
 	defer rc.Close()
 
-	tmp := tempName(path)
-	fd, err := a.createTemp(tmp)
+	fd, tmp, err := a.createTemp(path)
 	if err != nil {
 		return false, err
 	}
@@ -382,6 +362,10 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	if err == nil {
 		err = wrap("fsync", unix.Fsync(fd))
 	}
+	var written unix.Stat_t
+	if err == nil {
+		err = wrap("stat", unix.Fstat(fd, &written))
+	}
 	if cerr := unix.Close(fd); err == nil {
 		err = wrap("close", cerr)
 	}
@@ -396,6 +380,9 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	if err != nil {
 		_ = unix.Unlink(tmp)
 		return false, fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := sameInode(path, &written); err != nil {
+		return true, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		return true, err
@@ -431,24 +418,6 @@ func wrap(op string, err error) error {
 }
 
 func shortSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil))[:12] }
-
-// createTemp creates the temporary file, removing what an earlier crash
-// left there, and the missing parent directories.
-func (a *applier) createTemp(tmp string) (int, error) {
-	for try := 0; ; try++ {
-		_ = unix.Unlink(tmp)
-		fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err == nil {
-			return fd, nil
-		}
-		if !errors.Is(err, unix.ENOENT) || try > 0 {
-			return -1, pathErr("create", tmp, err)
-		}
-		if err := a.mkdirParents(filepath.Dir(tmp)); err != nil {
-			return -1, err
-		}
-	}
-}
 
 // mkdirParents creates dir and the directories above it that are missing,
 // each with mode 0755 whatever the umask.

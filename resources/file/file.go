@@ -95,6 +95,9 @@ func (r *File) parse() (*spec, error) {
 		if s.path == "/" {
 			s.dir = true
 		}
+		if base := filepath.Base(s.path); IsTemp(base) {
+			bad("path: %q has the name of a temporary file of the file resource (%s): choose another name", r.Path, base)
+		}
 	}
 
 	switch r.State {
@@ -392,6 +395,9 @@ func (r *File) Collect(pattern string) (engine.Res, error) {
 	case base == "/", base == ".", base == "..", base == "",
 		strings.ContainsAny(base, "/\x00"), filepath.IsAbs(base):
 		return nil, fmt.Errorf("%w: path %q has no base name to place in %s", ErrCollect, r.Path, dir)
+	case IsTemp(base):
+		// It would land beside a local file as that file's temporary file.
+		return nil, fmt.Errorf("%w: %q has the name of a temporary file of the file resource", ErrCollect, base)
 	case r.Source != "":
 		return nil, fmt.Errorf("%w: it has source %q, a file on the exporting host", ErrCollect, r.Source)
 	}

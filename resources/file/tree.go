@@ -120,10 +120,9 @@ func (a *applier) link(src, dst string) (bool, error) {
 	if !a.apply {
 		return true, nil
 	}
-	tmp := tempName(dst)
-	_ = unix.Unlink(tmp)
-	if err := unix.Symlink(target, tmp); err != nil {
-		return false, pathErr("symlink", tmp, err)
+	tmp, err := a.createTempLink(target, dst)
+	if err != nil {
+		return false, err
 	}
 	if replaceDir {
 		if err := os.RemoveAll(dst); err != nil {
