@@ -333,20 +333,14 @@ func (r *File) Watch(ctx context.Context, ev engine.Events) error {
 // Close has nothing to release: Watch drops its watches when it returns.
 func (r *File) Close() error { return nil }
 
-// key is the path as a UID key: cleaned, with a trailing "/" for a directory.
-func key(p string, dir bool) string {
-	if dir && p != "/" {
-		return p + "/"
-	}
-	return p
-}
-
-// UIDs names the path the resource manages.
+// UIDs names the path the resource manages: cleaned, without a trailing
+// "/", so that a directory x/ and a file x are one path with two owners,
+// refused when the graph is compiled.
 func (r *File) UIDs() []engine.UID {
 	if !filepath.IsAbs(r.Path) {
 		return nil
 	}
-	return []engine.UID{{Kind: "file", Key: key(filepath.Clean(r.Path), strings.HasSuffix(r.Path, "/"))}}
+	return []engine.UID{{Kind: "file", Key: filepath.Clean(r.Path)}}
 }
 
 // AutoEdges asks for an edge from the nearest managed directory above the
@@ -359,7 +353,7 @@ func (r *File) AutoEdges(context.Context) ([]engine.AutoEdge, error) {
 	var up []engine.UID
 	for d := p; d != "/"; {
 		d = filepath.Dir(d)
-		up = append(up, engine.UID{Kind: "file", Key: key(d, true)})
+		up = append(up, engine.UID{Kind: "file", Key: d})
 	}
 	var edges []engine.AutoEdge
 	if len(up) > 0 {
@@ -367,8 +361,8 @@ func (r *File) AutoEdges(context.Context) ([]engine.AutoEdge, error) {
 	}
 	if filepath.IsAbs(r.Source) {
 		src := filepath.Clean(r.Source)
-		if src != p && !strings.HasPrefix(src, key(p, true)) {
-			edges = append(edges, engine.AutoEdge{UIDs: []engine.UID{{Kind: "file", Key: key(src, r.Recurse)}}})
+		if src != p && !strings.HasPrefix(src, strings.TrimSuffix(p, "/")+"/") {
+			edges = append(edges, engine.AutoEdge{UIDs: []engine.UID{{Kind: "file", Key: src}}})
 		}
 	}
 	return edges, nil
@@ -402,7 +396,7 @@ func (r *File) Collect(pattern string) (engine.Res, error) {
 		return nil, fmt.Errorf("%w: it has source %q, a file on the exporting host", ErrCollect, r.Source)
 	}
 	c := &File{
-		Path:    key(filepath.Join(dir, base), strings.HasSuffix(r.Path, "/")),
+		Path:    filepath.Join(dir, base),
 		State:   r.State,
 		Mode:    r.Mode,
 		Owner:   r.Owner,
@@ -410,6 +404,9 @@ func (r *File) Collect(pattern string) (engine.Res, error) {
 		Recurse: r.Recurse,
 		Purge:   r.Purge,
 		Force:   r.Force,
+	}
+	if strings.HasSuffix(r.Path, "/") {
+		c.Path += "/"
 	}
 	if filepath.Dir(filepath.Clean(c.Path)) != dir {
 		return nil, fmt.Errorf("%w: %q would land outside %s", ErrCollect, c.Path, dir)

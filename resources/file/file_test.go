@@ -624,12 +624,12 @@ force: true
 
 func TestUIDsAndAutoEdges(t *testing.T) {
 	f := &File{Path: "/var/lib/foo/bar/"}
-	if got, want := f.UIDs(), []engine.UID{{Kind: "file", Key: "/var/lib/foo/bar/"}}; !slices.Equal(got, want) {
+	if got, want := f.UIDs(), []engine.UID{{Kind: "file", Key: "/var/lib/foo/bar"}}; !slices.Equal(got, want) {
 		t.Errorf("UIDs = %v, want %v", got, want)
 	}
 	edges, err := f.AutoEdges(context.Background())
 	must(t, err)
-	want := []engine.UID{{Kind: "file", Key: "/var/lib/foo/"}, {Kind: "file", Key: "/var/lib/"}, {Kind: "file", Key: "/var/"}, {Kind: "file", Key: "/"}}
+	want := []engine.UID{{Kind: "file", Key: "/var/lib/foo"}, {Kind: "file", Key: "/var/lib"}, {Kind: "file", Key: "/var"}, {Kind: "file", Key: "/"}}
 	if len(edges) != 1 || !slices.Equal(edges[0].UIDs, want) || edges[0].Before {
 		t.Errorf("AutoEdges = %+v, want one edge from the nearest of %v", edges, want)
 	}
