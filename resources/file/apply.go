@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -79,7 +80,8 @@ type attrs struct {
 	gid     int // -1: not managed
 }
 
-// source is wanted content: it opens a reader and tells its size.
+// source is wanted content: it opens a reader and tells its size, or -1
+// where the size cannot be known without reading it all.
 type source interface {
 	open() (io.ReadCloser, int64, error)
 }
@@ -90,23 +92,63 @@ func (b bytesSource) open() (io.ReadCloser, int64, error) {
 	return io.NopCloser(bytes.NewReader(b)), int64(len(b)), nil
 }
 
+// fileSource is a local file to copy. Its size is never trusted: procfs,
+// sysfs and the like report 0 or 4096 whatever they hold, so it is always
+// compared and copied by reading it to its end.
 type fileSource string
 
 func (f fileSource) open() (io.ReadCloser, int64, error) {
-	fh, err := os.Open(string(f))
+	fd, err := openRegular(string(f))
 	if err != nil {
 		return nil, 0, fmt.Errorf("source: %w", err)
 	}
-	fi, err := fh.Stat()
+	return os.NewFile(uintptr(fd), string(f)), -1, nil
+}
+
+// errNotRegular is wrapped by the errors of openRegular for a path that is
+// not a regular file.
+var errNotRegular = errors.New("want a regular file")
+
+// openRegular opens path, following symbolic links, for reading, and only
+// if it is a regular file. The type is checked before the open (a device's
+// open can have side effects) and again on the open file, which is opened
+// with O_NONBLOCK so that a fifo put there meanwhile cannot block it.
+func openRegular(path string) (int, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return -1, pathErr("stat", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return -1, fmt.Errorf("%s is a %s: %w", path, typeName(fileMode(st.Mode)), errNotRegular)
+	}
+	return openChecked(path)
+}
+
+// openChecked is the second half of openRegular: the open, which cannot
+// block, and the check of what was opened.
+func openChecked(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		fh.Close()
-		return nil, 0, fmt.Errorf("source: %w", err)
+		return -1, pathErr("open", path, err)
 	}
-	if !fi.Mode().IsRegular() {
-		fh.Close()
-		return nil, 0, fmt.Errorf("source: %s is a %s, want a regular file", f, typeName(fi.Mode()))
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, pathErr("stat", path, err)
 	}
-	return fh, fi.Size(), nil
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s is a %s: %w", path, typeName(fileMode(st.Mode)), errNotRegular)
+	}
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err == nil {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags&^unix.O_NONBLOCK)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, pathErr("fcntl", path, err)
+	}
+	return fd, nil
 }
 
 func typeName(m fs.FileMode) string {
@@ -117,6 +159,14 @@ func typeName(m fs.FileMode) string {
 		return "symbolic link"
 	case m.IsRegular():
 		return "regular file"
+	case m&fs.ModeNamedPipe != 0:
+		return "fifo"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
 	default:
 		return "special file"
 	}
@@ -195,7 +245,7 @@ func sameContent(fd int, size int64, src source) (bool, error) {
 		return false, err
 	}
 	defer rc.Close()
-	if srcSize != size {
+	if srcSize >= 0 && srcSize != size {
 		return false, nil
 	}
 	f := io.NewSectionReader(fdReaderAt(fd), 0, size+1)
@@ -271,25 +321,6 @@ func (a *applier) fixAttrs(fd int, path string, st *unix.Stat_t, want attrs) (bo
 	return true, nil
 }
 
-// tempName is the name of the temporary file beside path that new content
-// is written to. It is fixed, so that whatever a crash leaves behind is
-// replaced by the next write instead of piling up.
-func tempName(path string) string {
-	dir, base := filepath.Split(path)
-	name := "." + base + ".mgmt-tmp"
-	if len(name) > 255 {
-		sum := sha256.Sum256([]byte(base))
-		name = ".mgmt-tmp-" + hex.EncodeToString(sum[:16])
-	}
-	return dir + name
-}
-
-// IsTemp tells whether a base name is one of the temporary files the
-// resource writes before renaming them over their paths.
-func IsTemp(base string) bool {
-	return strings.HasPrefix(base, ".") && strings.HasSuffix(base, ".mgmt-tmp") || strings.HasPrefix(base, ".mgmt-tmp-")
-}
-
 // write replaces path atomically with the content of src. The mode and
 // owner are want's, or those of the regular file being replaced (old), or
 // 0644 and the process's own.
@@ -313,8 +344,7 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	}
 	defer rc.Close()
 
-	tmp := tempName(path)
-	fd, err := a.createTemp(tmp)
+	fd, tmp, err := a.createTemp(path)
 	if err != nil {
 		return false, err
 	}
@@ -332,6 +362,10 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	if err == nil {
 		err = wrap("fsync", unix.Fsync(fd))
 	}
+	var written unix.Stat_t
+	if err == nil {
+		err = wrap("stat", unix.Fstat(fd, &written))
+	}
 	if cerr := unix.Close(fd); err == nil {
 		err = wrap("close", cerr)
 	}
@@ -346,6 +380,9 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	if err != nil {
 		_ = unix.Unlink(tmp)
 		return false, fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := sameInode(path, &written); err != nil {
+		return true, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		return true, err
@@ -381,24 +418,6 @@ func wrap(op string, err error) error {
 }
 
 func shortSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil))[:12] }
-
-// createTemp creates the temporary file, removing what an earlier crash
-// left there, and the missing parent directories.
-func (a *applier) createTemp(tmp string) (int, error) {
-	for try := 0; ; try++ {
-		_ = unix.Unlink(tmp)
-		fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err == nil {
-			return fd, nil
-		}
-		if !errors.Is(err, unix.ENOENT) || try > 0 {
-			return -1, pathErr("create", tmp, err)
-		}
-		if err := a.mkdirParents(filepath.Dir(tmp)); err != nil {
-			return -1, err
-		}
-	}
-}
 
 // mkdirParents creates dir and the directories above it that are missing,
 // each with mode 0755 whatever the umask.
@@ -555,6 +574,12 @@ func fileMode(m uint32) fs.FileMode {
 		return fs.ModeSymlink
 	case unix.S_IFREG:
 		return 0
+	case unix.S_IFIFO:
+		return fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		return fs.ModeSocket
+	case unix.S_IFCHR:
+		return fs.ModeDevice | fs.ModeCharDevice
 	default:
 		return fs.ModeDevice
 	}
@@ -600,7 +625,7 @@ func (a *applier) absent(path string) (bool, error) {
 }
 
 func emptyDir(path string) (bool, error) {
-	f, err := os.Open(path)
+	f, err := openDir(path, true)
 	if err != nil {
 		return false, err
 	}
@@ -610,4 +635,32 @@ func emptyDir(path string) (bool, error) {
 		return true, nil
 	}
 	return len(names) == 0, err
+}
+
+// openDir opens the directory path with O_DIRECTORY, so that whatever else
+// is there (a fifo above all) is refused without being opened; with
+// noFollow, a symbolic link is refused too.
+func openDir(path string, noFollow bool) (*os.File, error) {
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	if noFollow {
+		flags |= unix.O_NOFOLLOW
+	}
+	fd, err := unix.Open(path, flags, 0)
+	if err != nil {
+		return nil, pathErr("open", path, err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// readDir lists the directory path (following a symbolic link at path
+// itself, as os.ReadDir does), sorted by name, opened as openDir does.
+func readDir(path string) ([]os.DirEntry, error) {
+	f, err := openDir(path, false)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	entries, err := f.ReadDir(-1)
+	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, err
 }

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/fswatch"
 	"github.com/mgmtconfig/mgmt/quote"
+	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -59,6 +61,8 @@ type spec struct {
 	recurse bool
 	purge   bool
 	force   bool
+
+	warnings []string // parameters accepted but ignored
 }
 
 // Validate checks the parameters, and resolves owner and group names. It
@@ -77,6 +81,7 @@ func (r *File) parse() (*spec, error) {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	s := &spec{uid: -1, gid: -1, recurse: r.Recurse, purge: r.Purge, force: r.Force}
+	warn := func(w string) { s.warnings = append(s.warnings, w) }
 
 	switch {
 	case r.Path == "":
@@ -91,6 +96,9 @@ func (r *File) parse() (*spec, error) {
 		if s.path == "/" {
 			s.dir = true
 		}
+		if base := filepath.Base(s.path); IsTemp(base) {
+			bad("path: %q has the name of a temporary file of the file resource (%s): choose another name", r.Path, base)
+		}
 	}
 
 	switch r.State {
@@ -101,13 +109,16 @@ func (r *File) parse() (*spec, error) {
 		bad("state: %q is invalid: want exists (the default) or absent", r.State)
 	}
 
+	// The original mgmt accepted content, and a source without recurse, on a
+	// directory, and ignored them: so do we, with a warning.
 	if r.Content != nil {
-		s.content, s.hasCont = []byte(*r.Content), true
-		if s.dir {
-			bad("content: a directory (path ending in /) has no content: remove the trailing / to manage a file, or use source with recurse: true to fill the directory")
-		}
-		if r.Source != "" {
+		switch {
+		case s.dir:
+			warn("content: ignored: a directory (path ending in /) has no content: remove the trailing / to manage a file, or use source with recurse: true to fill the directory")
+		case r.Source != "":
 			bad("content and source: give only one: content is the file's exact text, source copies a local file")
+		default:
+			s.content, s.hasCont = []byte(*r.Content), true
 		}
 	}
 	if r.Source != "" {
@@ -116,11 +127,16 @@ func (r *File) parse() (*spec, error) {
 			bad("source: %q contains a NUL byte", r.Source)
 		case !filepath.IsAbs(r.Source):
 			bad("source: %q is relative: want an absolute path", r.Source)
+		case s.dir && !r.Recurse:
+			warn("source: ignored: a directory is filled from its source only with recurse: true")
 		default:
 			s.source = filepath.Clean(r.Source)
-		}
-		if s.dir && !r.Recurse {
-			bad("source: a directory is filled from its source only with recurse: true")
+			if s.absent || (r.Recurse && !s.dir) { // nothing to copy, or refused below
+				break
+			}
+			if err := checkSource(s.source, s.dir && r.Recurse); err != nil {
+				bad("source: %w", err)
+			}
 		}
 	}
 	if r.Recurse && (!s.dir || r.Source == "") {
@@ -213,6 +229,34 @@ func lookupID(s string, lookup func(string) (string, error)) (int, error) {
 
 var errUnknown = errors.New("unknown on this host")
 
+// checkSource refuses a source that exists and is of the wrong type: a
+// fifo, a socket or a device (whose open could block or have side
+// effects), or a directory where a file is wanted, or the reverse. A
+// missing source is left for CheckApply: another resource may create it.
+func checkSource(path string, dir bool) error {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil
+	}
+	switch t := st.Mode & unix.S_IFMT; {
+	case dir && t != unix.S_IFDIR:
+		return fmt.Errorf("%s is a %s: want a directory to copy with recurse", path, typeName(fileMode(st.Mode)))
+	case !dir && t != unix.S_IFREG:
+		return fmt.Errorf("%s is a %s: %w", path, typeName(fileMode(st.Mode)), errNotRegular)
+	}
+	return nil
+}
+
+// Warnings lists the parameters Validate accepted but ignores (content on
+// a directory, as the original mgmt allowed), one sentence each. Init logs
+// them; a front end may print them at validation.
+func (r *File) Warnings() []string {
+	if r.s == nil {
+		return nil
+	}
+	return slices.Clone(r.s.warnings)
+}
+
 // spec returns the parsed parameters, parsing them if Validate was not
 // called.
 func (r *File) spec() (*spec, error) {
@@ -232,9 +276,12 @@ func (r *File) SetName(name string) {
 	}
 }
 
-// Init keeps the logger.
+// Init keeps the logger, and logs the warnings of Validate.
 func (r *File) Init(env engine.Env) error {
 	r.log = env.Logger
+	for _, w := range r.Warnings() {
+		r.logger().Warn(w)
+	}
 	return nil
 }
 
@@ -287,20 +334,14 @@ func (r *File) Watch(ctx context.Context, ev engine.Events) error {
 // Close has nothing to release: Watch drops its watches when it returns.
 func (r *File) Close() error { return nil }
 
-// key is the path as a UID key: cleaned, with a trailing "/" for a directory.
-func key(p string, dir bool) string {
-	if dir && p != "/" {
-		return p + "/"
-	}
-	return p
-}
-
-// UIDs names the path the resource manages.
+// UIDs names the path the resource manages: cleaned, without a trailing
+// "/", so that a directory x/ and a file x are one path with two owners,
+// refused when the graph is compiled.
 func (r *File) UIDs() []engine.UID {
 	if !filepath.IsAbs(r.Path) {
 		return nil
 	}
-	return []engine.UID{{Kind: "file", Key: key(filepath.Clean(r.Path), strings.HasSuffix(r.Path, "/"))}}
+	return []engine.UID{{Kind: "file", Key: filepath.Clean(r.Path)}}
 }
 
 // AutoEdges asks for an edge from the nearest managed directory above the
@@ -313,7 +354,7 @@ func (r *File) AutoEdges(context.Context) ([]engine.AutoEdge, error) {
 	var up []engine.UID
 	for d := p; d != "/"; {
 		d = filepath.Dir(d)
-		up = append(up, engine.UID{Kind: "file", Key: key(d, true)})
+		up = append(up, engine.UID{Kind: "file", Key: d})
 	}
 	var edges []engine.AutoEdge
 	if len(up) > 0 {
@@ -321,8 +362,8 @@ func (r *File) AutoEdges(context.Context) ([]engine.AutoEdge, error) {
 	}
 	if filepath.IsAbs(r.Source) {
 		src := filepath.Clean(r.Source)
-		if src != p && !strings.HasPrefix(src, key(p, true)) {
-			edges = append(edges, engine.AutoEdge{UIDs: []engine.UID{{Kind: "file", Key: key(src, r.Recurse)}}})
+		if src != p && !strings.HasPrefix(src, strings.TrimSuffix(p, "/")+"/") {
+			edges = append(edges, engine.AutoEdge{UIDs: []engine.UID{{Kind: "file", Key: src}}})
 		}
 	}
 	return edges, nil
@@ -358,11 +399,14 @@ func (r *File) Collect(pattern string) (engine.Res, error) {
 	case base == "/", base == ".", base == "..", base == "",
 		strings.ContainsAny(base, "/\x00"), filepath.IsAbs(base):
 		return nil, fmt.Errorf("%w: path %q has no base name to place in %s", ErrCollect, r.Path, dir)
+	case IsTemp(base):
+		// It would land beside a local file as that file's temporary file.
+		return nil, fmt.Errorf("%w: %q has the name of a temporary file of the file resource", ErrCollect, base)
 	case r.Source != "":
 		return nil, fmt.Errorf("%w: it has source %q, a file on the exporting host", ErrCollect, r.Source)
 	}
 	c := &File{
-		Path:    key(filepath.Join(dir, base), strings.HasSuffix(r.Path, "/")),
+		Path:    filepath.Join(dir, base),
 		State:   r.State,
 		Mode:    r.Mode,
 		Owner:   r.Owner,
@@ -370,6 +414,9 @@ func (r *File) Collect(pattern string) (engine.Res, error) {
 		Recurse: r.Recurse,
 		Purge:   r.Purge,
 		Force:   r.Force,
+	}
+	if strings.HasSuffix(r.Path, "/") {
+		c.Path += "/"
 	}
 	if filepath.Dir(filepath.Clean(c.Path)) != dir {
 		return nil, fmt.Errorf("%w: %q would land outside %s", ErrCollect, c.Path, dir)

@@ -537,10 +537,13 @@ func TestValidate(t *testing.T) {
 		{File{}, "path: missing: want an absolute path, e.g. path: /etc/motd (a trailing / makes it a directory)"},
 		{File{Path: "etc/motd"}, `path: "etc/motd" is relative: want an absolute path, e.g. /etc/motd`},
 		{File{Path: "/etc/motd", State: "present"}, `state: "present" is invalid: want exists (the default) or absent`},
-		{File{Path: "/etc/", Content: ptr("x")}, "content: a directory (path ending in /) has no content: remove the trailing / to manage a file, or use source with recurse: true to fill the directory"},
 		{File{Path: "/etc/motd", Content: ptr("x"), Source: "/tmp/motd"}, "content and source: give only one: content is the file's exact text, source copies a local file"},
 		{File{Path: "/etc/motd", Source: "motd"}, `source: "motd" is relative: want an absolute path`},
-		{File{Path: "/srv/", Source: "/opt/site"}, "source: a directory is filled from its source only with recurse: true"},
+		{File{Path: "/etc/motd", Source: "/dev/null"}, "source: /dev/null is a character device: want a regular file"},
+		{File{Path: "/etc/motd", Source: "/proc"}, "source: /proc is a directory: want a regular file"},
+		{File{Path: "/srv/", Source: "/proc/version", Recurse: true}, "source: /proc/version is a regular file: want a directory to copy with recurse"},
+		{File{Path: "/etc/motd", Source: "/dev/null", State: StateAbsent}, ""},
+		{File{Path: "/etc/motd", Source: "/no/such/source"}, ""},
 		{File{Path: "/srv", Recurse: true, Source: "/opt"}, "recurse: needs a directory path (ending in /) and a source directory to copy"},
 		{File{Path: "/srv/", Purge: true}, "purge: needs recurse: true and a source directory: it removes what the source does not have"},
 		{File{Path: "/etc/motd", Mode: "999"}, `mode: "999" is invalid: want 3 or 4 octal digits, e.g. "0644" or "2775"`},
@@ -621,12 +624,12 @@ force: true
 
 func TestUIDsAndAutoEdges(t *testing.T) {
 	f := &File{Path: "/var/lib/foo/bar/"}
-	if got, want := f.UIDs(), []engine.UID{{Kind: "file", Key: "/var/lib/foo/bar/"}}; !slices.Equal(got, want) {
+	if got, want := f.UIDs(), []engine.UID{{Kind: "file", Key: "/var/lib/foo/bar"}}; !slices.Equal(got, want) {
 		t.Errorf("UIDs = %v, want %v", got, want)
 	}
 	edges, err := f.AutoEdges(context.Background())
 	must(t, err)
-	want := []engine.UID{{Kind: "file", Key: "/var/lib/foo/"}, {Kind: "file", Key: "/var/lib/"}, {Kind: "file", Key: "/var/"}, {Kind: "file", Key: "/"}}
+	want := []engine.UID{{Kind: "file", Key: "/var/lib/foo"}, {Kind: "file", Key: "/var/lib"}, {Kind: "file", Key: "/var"}, {Kind: "file", Key: "/"}}
 	if len(edges) != 1 || !slices.Equal(edges[0].UIDs, want) || edges[0].Before {
 		t.Errorf("AutoEdges = %+v, want one edge from the nearest of %v", edges, want)
 	}

@@ -77,7 +77,7 @@ func FuzzValidate(f *testing.F) {
 			t.Fatalf("accepted removing, purging or forcing /")
 		}
 		uids := r.UIDs()
-		if len(uids) != 1 || uids[0] != (engine.UID{Kind: "file", Key: key(s.path, s.dir)}) {
+		if len(uids) != 1 || uids[0] != (engine.UID{Kind: "file", Key: s.path}) {
 			t.Fatalf("%q: UIDs %v", path, uids)
 		}
 		edges, err := r.AutoEdges(t.Context())

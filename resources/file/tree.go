@@ -28,7 +28,7 @@ func (a *applier) treeDir(src, dst string, uid, gid int, purge bool) (bool, erro
 	if err := a.ctx.Err(); err != nil {
 		return false, err
 	}
-	entries, err := os.ReadDir(src)
+	entries, err := readDir(src)
 	if err != nil {
 		return false, fmt.Errorf("source: %w", err)
 	}
@@ -72,7 +72,7 @@ func (a *applier) treeDir(src, dst string, uid, gid int, purge bool) (bool, erro
 		}
 	}
 	if purge {
-		have, err := os.ReadDir(dst)
+		have, err := readDir(dst)
 		if err != nil && !(errors.Is(err, os.ErrNotExist) && !a.apply) {
 			errs = append(errs, err)
 		}
@@ -120,10 +120,9 @@ func (a *applier) link(src, dst string) (bool, error) {
 	if !a.apply {
 		return true, nil
 	}
-	tmp := tempName(dst)
-	_ = unix.Unlink(tmp)
-	if err := unix.Symlink(target, tmp); err != nil {
-		return false, pathErr("symlink", tmp, err)
+	tmp, err := a.createTempLink(target, dst)
+	if err != nil {
+		return false, err
 	}
 	if replaceDir {
 		if err := os.RemoveAll(dst); err != nil {

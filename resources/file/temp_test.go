@@ -1,0 +1,158 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestTempNames(t *testing.T) {
+	seen := map[string]bool{}
+	for _, p := range []string{"/etc/motd", "/srv/" + strings.Repeat("x", 250)} {
+		for range 1000 {
+			tmp := tempName(p)
+			if seen[tmp] {
+				t.Fatalf("tempName(%q) gave %q twice", p, tmp)
+			}
+			seen[tmp] = true
+			base := filepath.Base(tmp)
+			if filepath.Dir(tmp) != filepath.Dir(p) || !IsTemp(base) || len(base) > 255 {
+				t.Fatalf("tempName(%q) = %q: want a temporary name of at most 255 bytes beside it", p, tmp)
+			}
+		}
+	}
+	for _, name := range []string{".motd.mgmt-tmp", ".motd.0123456789abcdef.mgmt-tmp", ".mgmt-tmp-0011"} {
+		if !IsTemp(name) {
+			t.Errorf("IsTemp(%q) = false", name)
+		}
+	}
+	for _, name := range []string{"motd", ".motd", "motd.mgmt-tmp", "mgmt-tmp-x"} {
+		if IsTemp(name) {
+			t.Errorf("IsTemp(%q) = true", name)
+		}
+	}
+}
+
+// TestTempNamesRefused: a path whose base name is a temporary name is
+// refused, declared or collected (a collected .local.mgmt-tmp would land
+// beside a local file named local as its temporary file).
+func TestTempNamesRefused(t *testing.T) {
+	for _, p := range []string{"/srv/.local.mgmt-tmp", "/srv/.local.0123456789abcdef.mgmt-tmp", "/srv/.mgmt-tmp-00ff.0123456789abcdef", "/srv/.d.mgmt-tmp/"} {
+		r := &File{Path: p, Content: ptr("x")}
+		if strings.HasSuffix(p, "/") {
+			r.Content = nil
+		}
+		if err := r.Validate(); err == nil || !strings.Contains(err.Error(), "the name of a temporary file") {
+			t.Errorf("Validate(%s) = %v: want the name refused", p, err)
+		}
+		_, err := (&File{Path: p, Content: r.Content}).Collect("/srv/shared/")
+		if !errors.Is(err, ErrCollect) || !strings.Contains(err.Error(), "the name of a temporary file") {
+			t.Errorf("Collect(%s) = %v: want it refused for its name", p, err)
+		}
+	}
+}
+
+// TestPlantedTempFilesIgnored: files planted beforehand under temporary
+// names (the fixed name of earlier versions, a symbolic link) are never
+// written through (they are removed as leftovers), and what lands at the
+// path is the resource's own file with its own mode.
+func TestPlantedTempFilesIgnored(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	p := filepath.Join(root, "local")
+	writeFile(t, outside+"/victim", "keep")
+	planted := filepath.Join(root, ".local.mgmt-tmp")
+	writeFile(t, planted, "attacker")
+	must(t, os.Chmod(planted, 0o666))
+	must(t, os.Symlink(outside+"/victim", filepath.Join(root, ".local.00000000000000ff.mgmt-tmp")))
+
+	apply(t, &File{Path: p, Content: ptr("ours"), Mode: "0640"})
+	var st unix.Stat_t
+	must(t, unix.Stat(p, &st))
+	if data, _ := os.ReadFile(p); string(data) != "ours" || st.Mode&0o7777 != 0o640 {
+		t.Errorf("%s holds %q, mode %04o: want our content and mode", p, data, st.Mode&0o7777)
+	}
+	if data, _ := os.ReadFile(outside + "/victim"); string(data) != "keep" {
+		t.Errorf("written through a planted link: %q", data)
+	}
+}
+
+// TestTempNameRace is the attack of issue 12 item 9: something keeps
+// putting its own file (other content, mode 0666) at the temporary name a
+// managed file is written under, as a collected file of that name did.
+// Every write must still put exactly its own content and mode at the path.
+// Before the fix (one fixed temporary name per path) the attacker's file
+// was renamed over the path in a share of the writes.
+func TestTempNameRace(t *testing.T) {
+	root := t.TempDir()
+	p := filepath.Join(root, "local")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		stage := filepath.Join(root, "stage")
+		for ctx.Err() == nil {
+			if os.WriteFile(stage, []byte("attacker"), 0o666) != nil || os.Chmod(stage, 0o666) != nil {
+				continue
+			}
+			_ = os.Rename(stage, filepath.Join(root, ".local.mgmt-tmp"))
+		}
+	}()
+	defer func() { cancel(); wg.Wait() }()
+
+	bad, failed := 0, 0
+	var last error
+	const writes = 1000
+	for i := range writes {
+		want := "ours A"
+		if i%2 == 1 {
+			want = "ours B"
+		}
+		r := &File{Path: p, Content: ptr(want), Mode: "0640", log: slog.New(slog.DiscardHandler)}
+		must(t, r.Validate())
+		if _, err := r.CheckApply(context.Background(), true); err != nil {
+			failed++
+			last = err
+			continue
+		}
+		var st unix.Stat_t
+		must(t, unix.Stat(p, &st))
+		if data, _ := os.ReadFile(p); string(data) != want || st.Mode&0o7777 != 0o640 {
+			bad++
+		}
+	}
+	if bad > 0 || failed > 0 {
+		t.Errorf("of %d writes, %d left another file at the path and %d failed (last: %v)", writes, bad, failed, last)
+	}
+}
+
+// TestLeftoversSwept: the first write into a directory removes the
+// temporary files an earlier run left there, and nothing else.
+func TestLeftoversSwept(t *testing.T) {
+	root := t.TempDir()
+	for _, name := range []string{".a.0123456789abcdef.mgmt-tmp", ".b.mgmt-tmp", ".mgmt-tmp-00ff.0123456789abcdef"} {
+		writeFile(t, filepath.Join(root, name), "left by a crash")
+	}
+	must(t, os.Symlink("/nowhere", filepath.Join(root, ".c.0123456789abcdef.mgmt-tmp")))
+	must(t, os.Mkdir(filepath.Join(root, ".d.mgmt-tmp"), 0o755)) // not ours: a directory
+	writeFile(t, filepath.Join(root, "keep"), "x")
+	writeFile(t, filepath.Join(root, "keep.mgmt-tmp"), "x")
+
+	apply(t, &File{Path: filepath.Join(root, "f"), Content: ptr("new")})
+	entries, err := os.ReadDir(root)
+	must(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if got, want := strings.Join(names, " "), ".d.mgmt-tmp f keep keep.mgmt-tmp"; got != want {
+		t.Errorf("after the first write: %s, want %s", got, want)
+	}
+}
