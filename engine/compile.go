@@ -13,7 +13,7 @@ import (
 )
 
 // Transform is one step of compiling a declaration into a runnable graph.
-type Transform func(ctx context.Context, g *pgraph.Graph) error
+type Transform func(ctx context.Context, g *Graph) error
 
 // AutoEdgeTimeout bounds how long one resource may take to list its
 // automatic edges (a package manager query, say).
@@ -22,15 +22,17 @@ var AutoEdgeTimeout = 30 * time.Second
 // Compile turns a declaration into the graph the engine runs: it adds the
 // declared edges, rejects two resources that manage the same thing, adds
 // automatic edges, groups what can be grouped and refuses cycles, naming
-// the resources on them.
-func Compile(ctx context.Context, d *Decl, log *slog.Logger) (*pgraph.Graph, error) {
-	g, err := declGraph(d)
+// the resources on them. It gives each vertex its identity (see identity),
+// which decides what a reload keeps running.
+func Compile(ctx context.Context, d *Decl, log *slog.Logger) (*Graph, error) {
+	pg, err := declGraph(d)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkCycles(g); err != nil {
+	if err := checkCycles(pg); err != nil {
 		return nil, err
 	}
+	g := &Graph{g: pg}
 	for _, t := range []Transform{
 		uniqueUIDs,
 		autoEdges(log),
@@ -40,7 +42,15 @@ func Compile(ctx context.Context, d *Decl, log *slog.Logger) (*pgraph.Graph, err
 			return nil, err
 		}
 	}
-	return g, checkCycles(g)
+	if err := checkCycles(pg); err != nil {
+		return nil, err
+	}
+	order, err := pg.TopologicalSort()
+	if err != nil {
+		return nil, err
+	}
+	g.order = vertices(order)
+	return g, nil
 }
 
 // declGraph adds the declared vertices and edges.
@@ -53,6 +63,11 @@ func declGraph(d *Decl) (*pgraph.Graph, error) {
 			return nil, fmt.Errorf("%s: duplicate resource %s (first declared at %s)", v.Source, r, prev.Source)
 		}
 		byRef[r] = v
+		id, err := identity(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", v.Source, err)
+		}
+		v.id = id
 		g.AddVertex(v)
 	}
 	for _, e := range d.Edges {
@@ -85,11 +100,10 @@ func checkCycles(g *pgraph.Graph) error {
 
 // uniqueUIDs refuses two resources that manage the same thing (two file
 // resources with one path).
-func uniqueUIDs(_ context.Context, g *pgraph.Graph) error {
+func uniqueUIDs(_ context.Context, g *Graph) error {
 	owner := map[UID]*Vertex{}
 	var errs []error
-	for _, pv := range g.Vertices() {
-		v := pv.(*Vertex)
+	for _, v := range g.Vertices() {
 		u, ok := v.Res.(UIDer)
 		if !ok {
 			continue
@@ -110,10 +124,9 @@ func uniqueUIDs(_ context.Context, g *pgraph.Graph) error {
 // from one resource is a warning: that resource simply gets no automatic
 // edges.
 func autoEdges(log *slog.Logger) Transform {
-	return func(ctx context.Context, g *pgraph.Graph) error {
+	return func(ctx context.Context, g *Graph) error {
 		owner := map[UID]*Vertex{}
-		for _, pv := range g.Vertices() {
-			v := pv.(*Vertex)
+		for _, v := range g.Vertices() {
 			if u, ok := v.Res.(UIDer); ok && v.Meta.AutoEdge {
 				for _, uid := range u.UIDs() {
 					owner[uid] = v
@@ -124,8 +137,7 @@ func autoEdges(log *slog.Logger) Transform {
 			return nil
 		}
 		added := 0
-		for _, pv := range g.Vertices() {
-			v := pv.(*Vertex)
+		for _, v := range g.Vertices() {
 			a, ok := v.Res.(AutoEdger)
 			if !ok || !v.Meta.AutoEdge {
 				continue
@@ -147,7 +159,7 @@ func autoEdges(log *slog.Logger) Transform {
 						from, to = v, o
 					}
 					if _, exists := g.Edge(from, to); !exists {
-						g.AddEdge(from, to, &pgraph.Edge{Name: "autoedge"})
+						g.g.AddEdge(from, to, &pgraph.Edge{Name: "autoedge"})
 						added++
 					}
 					break // nearest match only
@@ -169,7 +181,7 @@ func autoEdges(log *slog.Logger) Transform {
 // increasing in level, so no grouping can create a cycle. This costs
 // O(V+E) instead of pairwise reachability.
 func autoGroup(log *slog.Logger) Transform {
-	return func(_ context.Context, g *pgraph.Graph) error {
+	return func(_ context.Context, g *Graph) error {
 		type key struct {
 			level int
 			kind  string
@@ -178,15 +190,14 @@ func autoGroup(log *slog.Logger) Transform {
 		var levels map[pgraph.Vertex]int
 		sets := map[key][]*Vertex{}
 		var order []key
-		for _, pv := range g.Vertices() {
-			v := pv.(*Vertex)
+		for _, v := range g.Vertices() {
 			gr, ok := v.Res.(Grouper)
 			if !ok || !v.Meta.AutoGroup {
 				continue
 			}
 			if levels == nil {
 				var err error
-				if levels, err = g.Levels(); err != nil {
+				if levels, err = g.g.Levels(); err != nil {
 					return err
 				}
 			}
@@ -215,16 +226,16 @@ func autoGroup(log *slog.Logger) Transform {
 				Kind: lead.Kind, Name: lead.Name, Meta: lead.Meta, Res: res,
 				Source: lead.Source, Grouped: members[1:],
 			}
-			hashes := make([]string, len(members))
+			ids := make([]string, len(members))
 			pvs := make([]pgraph.Vertex, len(members))
 			for i, m := range members {
-				hashes[i] = m.Hash
+				ids[i] = m.id
 				pvs[i] = m
 				gv.Exported = gv.Exported || m.Exported
 			}
-			sort.Strings(hashes)
-			gv.Hash = strings.Join(hashes, "+")
-			if err := g.Contract(pvs, gv); err != nil {
+			sort.Strings(ids)
+			gv.id = strings.Join(ids, "+")
+			if err := g.g.Contract(pvs, gv); err != nil {
 				return fmt.Errorf("group %s: %w", gv, err)
 			}
 			log.Info("grouped", "res", gv.String(), "count", len(members))

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mgmtconfig/mgmt/pgraph"
 )
 
 // pathRes is a fake kind that owns a path and wants its nearest managed
@@ -57,10 +55,10 @@ func (g *groupRes) Group(others []Res) (Res, error) {
 }
 
 func named(kind, name string, r Res) *Vertex {
-	return &Vertex{Kind: kind, Name: name, Meta: DefaultMeta(), Res: r, Hash: name}
+	return &Vertex{Kind: kind, Name: name, Meta: DefaultMeta(), Res: r}
 }
 
-func compile(t *testing.T, vs []*Vertex, edges ...EdgeDecl) *pgraph.Graph {
+func compile(t *testing.T, vs []*Vertex, edges ...EdgeDecl) *Graph {
 	t.Helper()
 	g, err := Compile(context.Background(), &Decl{Name: "t", Vertices: vs, Edges: edges}, quietLog())
 	if err != nil {
@@ -144,7 +142,7 @@ Edges(2):
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
 	for _, v := range g.Vertices() {
-		if v.String() == "pkg[autogroup:(a,b,c)]" && v.(*Vertex).Res.(*groupRes).members != 3 {
+		if v.String() == "pkg[autogroup:(a,b,c)]" && v.Res.(*groupRes).members != 3 {
 			t.Fatal("the group resource does not act for three members")
 		}
 	}
@@ -157,7 +155,7 @@ func TestAutoGroupAtScale(t *testing.T) {
 	g := groupScaleGraph(t, 10000)
 	groups := 0
 	for _, v := range g.Vertices() {
-		if len(v.(*Vertex).Grouped) > 0 {
+		if len(v.Grouped) > 0 {
 			groups++
 		}
 	}
@@ -167,7 +165,7 @@ func TestAutoGroupAtScale(t *testing.T) {
 	}
 }
 
-func groupScaleGraph(tb testing.TB, n int) *pgraph.Graph {
+func groupScaleGraph(tb testing.TB, n int) *Graph {
 	d := &Decl{Name: "scale"}
 	for i := 0; i < n; i++ {
 		s := strconv.Itoa(i)

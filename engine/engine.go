@@ -9,8 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/mgmtconfig/mgmt/pgraph"
 )
 
 // Config is how an engine runs.
@@ -48,8 +46,8 @@ type Engine struct {
 
 	mu        sync.Mutex // guards everything below
 	runCtx    context.Context
-	next      *pgraph.Graph    // swapped in before Run started
-	nodes     map[string]*node // by key: String() and Hash
+	next      *Graph           // swapped in before Run started
+	nodes     map[string]*node // by key: String() and identity
 	order     []*node          // topological order
 	converged int              // nodes whose convergedLocked is true
 	gaveUp    int              // nodes that failed with no retries left
@@ -76,7 +74,7 @@ func New(cfg Config) *Engine {
 	}
 }
 
-func key(v *Vertex) string { return v.String() + "\x00" + v.Hash }
+func key(v *Vertex) string { return v.String() + "\x00" + v.id }
 
 // Failure is a vertex that had failed when the run ended.
 type Failure struct {
@@ -102,7 +100,7 @@ func (e *RunError) Error() string {
 // the graph has been quiet that long. It returns nil when every vertex was in
 // its desired state at the end, a *RunError listing the failed ones
 // otherwise.
-func (e *Engine) Run(ctx context.Context, g *pgraph.Graph) error {
+func (e *Engine) Run(ctx context.Context, g *Graph) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	e.mu.Lock()
@@ -271,10 +269,9 @@ func (e *Engine) pokeLocked(n *node) {
 // Swap replaces the running graph with g. Vertices whose kind, name and
 // parameters are unchanged keep running untouched; removed or changed ones
 // stop; new ones start.
-func (e *Engine) Swap(g *pgraph.Graph) {
+func (e *Engine) Swap(g *Graph) {
 	want := map[string]*Vertex{}
-	for _, pv := range g.Vertices() {
-		v := pv.(*Vertex)
+	for _, v := range g.Order() {
 		want[key(v)] = v
 	}
 	e.mu.Lock()
@@ -315,8 +312,9 @@ func (e *Engine) Swap(g *pgraph.Graph) {
 		}
 	}
 	var added []*node
-	byVertex := make(map[pgraph.Vertex]*node, len(want))
-	for k, v := range want {
+	byVertex := make(map[*Vertex]*node, len(want))
+	for _, v := range g.Order() {
+		k := key(v)
 		n, ok := e.nodes[k]
 		if !ok {
 			n = e.newNode(v)
@@ -325,23 +323,19 @@ func (e *Engine) Swap(g *pgraph.Graph) {
 		}
 		byVertex[v] = n
 	}
-	order, err := g.TopologicalSort()
-	if err != nil { // Compile refuses cycles; this is a programming error
-		panic(fmt.Sprintf("engine: Swap of a graph with a cycle: %v", err))
-	}
 	e.order = e.order[:0]
-	for _, pv := range order {
-		n := byVertex[pv]
+	for _, v := range g.Order() {
+		n := byVertex[v]
 		n.parents, n.children, n.notify = n.parents[:0], n.children[:0], nil
 		e.order = append(e.order, n)
 	}
-	for _, pv := range order {
-		n := byVertex[pv]
-		for _, c := range g.Children(pv) {
+	for _, v := range g.Order() {
+		n := byVertex[v]
+		for _, c := range g.Children(v) {
 			cn := byVertex[c]
 			n.children = append(n.children, cn)
 			cn.parents = append(cn.parents, n)
-			if ed, _ := g.Edge(pv, c); ed != nil && ed.Notify {
+			if ed, _ := g.Edge(v, c); ed != nil && ed.Notify {
 				if n.notify == nil {
 					n.notify = map[*node]bool{}
 				}

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/mgmtconfig/mgmt/pgraph"
 )
 
 // fake is a resource whose behaviour the test sets through function fields.
@@ -54,11 +52,11 @@ func (r refreshFake) Refresh(ctx context.Context) (bool, error) { return r.fake.
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func vtx(name string, r Res) *Vertex {
-	return &Vertex{Kind: "fake", Name: name, Meta: DefaultMeta(), Res: r, Hash: name}
+	return &Vertex{Kind: "fake", Name: name, Meta: DefaultMeta(), Res: r}
 }
 
 // graphOf builds a graph from vertices and edges "a>b" (">>" for notify).
-func graphOf(t *testing.T, vs []*Vertex, edges ...[2]string) *pgraph.Graph {
+func graphOf(t *testing.T, vs []*Vertex, edges ...[2]string) *Graph {
 	t.Helper()
 	d := &Decl{Name: "test", Vertices: vs}
 	for _, e := range edges {
@@ -71,7 +69,7 @@ func graphOf(t *testing.T, vs []*Vertex, edges ...[2]string) *pgraph.Graph {
 	return g
 }
 
-func runFor(t *testing.T, g *pgraph.Graph, timeout time.Duration) error {
+func runFor(t *testing.T, g *Graph, timeout time.Duration) error {
 	t.Helper()
 	e := New(Config{Logger: quietLog(), ConvergedTimeout: timeout})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

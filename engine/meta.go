@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -14,7 +15,7 @@ type Meta struct {
 	Retry     int      `yaml:"retry"`   // retries after a failure; -1: forever
 	Delay     int      `yaml:"delay"`   // milliseconds between retries
 	Poll      int      `yaml:"poll"`    // seconds; > 0: poll instead of watching
-	Limit     float64  `yaml:"limit"`   // check-and-apply per second; 0: unlimited
+	Limit     float64  `yaml:"limit"`   // check-and-apply per second; 0 or .inf: unlimited
 	Burst     int      `yaml:"burst"`   // with limit: how many may come at once
 	Sema      []string `yaml:"sema"`    // "name:count": named semaphores shared across the graph
 	Timeout   int      `yaml:"timeout"` // seconds one check-and-apply may take; 0: no limit
@@ -34,7 +35,7 @@ func (m Meta) Validate() error {
 		return fmt.Errorf("meta delay: %d is invalid: want milliseconds >= 0", m.Delay)
 	case m.Poll < 0:
 		return fmt.Errorf("meta poll: %d is invalid: want seconds >= 0", m.Poll)
-	case m.Limit < 0:
+	case m.Limit < 0 || math.IsNaN(m.Limit):
 		return fmt.Errorf("meta limit: %v is invalid: want a rate >= 0 (0: unlimited)", m.Limit)
 	case m.Burst < 0:
 		return fmt.Errorf("meta burst: %d is invalid: want a count >= 0", m.Burst)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime/debug"
 	"sort"
 	"sync"
@@ -108,7 +109,7 @@ type bucket struct {
 }
 
 func newBucket(rate float64, burst int) *bucket {
-	if rate <= 0 {
+	if rate <= 0 || math.IsInf(rate, 1) { // 0 or .inf: unlimited
 		return nil
 	}
 	b := float64(burst)
