@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -44,9 +45,15 @@ type Engine struct {
 	log   *slog.Logger
 	semas semas
 
+	// applyMu is held while a graph is applied, so that applications never
+	// interleave; it is taken before mu.
+	applyMu sync.Mutex
+
 	mu        sync.Mutex // guards everything below
 	runCtx    context.Context
-	next      *Graph           // swapped in before Run started
+	latest    *Graph           // the newest graph asked for (by Swap, or Run's own)
+	seq       uint64           // counts the graphs asked for; latest is number seq
+	applied   uint64           // the number of the graph the vertices run
 	nodes     map[string]*node // by key: String() and identity
 	order     []*node          // topological order
 	converged int              // nodes whose convergedLocked is true
@@ -105,11 +112,11 @@ func (e *Engine) Run(ctx context.Context, g *Graph) error {
 	defer cancel()
 	e.mu.Lock()
 	e.runCtx = ctx
-	if e.next != nil { // a Swap came before Run: the newer graph wins
-		g, e.next = e.next, nil
+	if e.latest == nil { // any Swap, even one before Run, is newer than g
+		e.latest, e.seq = g, 1
 	}
 	e.mu.Unlock()
-	e.Swap(g)
+	e.apply()
 
 	done := make(chan struct{})
 	go func() {
@@ -269,17 +276,36 @@ func (e *Engine) pokeLocked(n *node) {
 // Swap replaces the running graph with g. Vertices whose kind, name and
 // parameters are unchanged keep running untouched; removed or changed ones
 // stop; new ones start.
+//
+// The newest graph wins: the one of the last Swap to be called, whether
+// it came before Run, while Run was starting or after. Run's own graph is
+// older than any Swap's. Once Run has started, Swap returns when the newest
+// graph asked for is the one running (it may be a later Swap's).
 func (e *Engine) Swap(g *Graph) {
-	want := map[string]*Vertex{}
-	for _, v := range g.Order() {
-		want[key(v)] = v
-	}
 	e.mu.Lock()
-	ctx := e.runCtx
-	if ctx == nil { // not running yet: Run starts this graph instead of its own
-		e.next = g
+	e.latest = g
+	e.seq++
+	running := e.runCtx != nil
+	e.mu.Unlock()
+	if running { // else Run applies the newest graph when it starts
+		e.apply()
+	}
+}
+
+// apply makes the vertices run the newest graph asked for, unless they
+// already do or the run is ending.
+func (e *Engine) apply() {
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
+	e.mu.Lock()
+	ctx, g, seq := e.runCtx, e.latest, e.seq
+	if seq == e.applied || ctx.Err() != nil {
 		e.mu.Unlock()
 		return
+	}
+	want := make(map[string]*Vertex, len(g.Order()))
+	for _, v := range g.Order() {
+		want[key(v)] = v
 	}
 	var removed []*node
 	for k, n := range e.nodes {
@@ -299,6 +325,7 @@ func (e *Engine) Swap(g *Graph) {
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.applied = seq
 	for _, n := range removed {
 		r := n.reportLocked()
 		r.Removed = true
@@ -310,6 +337,12 @@ func (e *Engine) Swap(g *Graph) {
 		if n.countedGaveUp {
 			e.gaveUp--
 		}
+	}
+	if ctx.Err() != nil {
+		// The run is ending: stop has taken (or will take) its list of
+		// vertices to wait for, and must not miss one started now.
+		e.order = slices.DeleteFunc(e.order, func(n *node) bool { _, ok := e.nodes[key(n.v)]; return !ok })
+		return
 	}
 	var added []*node
 	byVertex := make(map[*Vertex]*node, len(want))
