@@ -63,6 +63,9 @@ func declGraph(d *Decl) (*pgraph.Graph, error) {
 			return nil, fmt.Errorf("%s: duplicate resource %s (first declared at %s)", v.Source, r, prev.Source)
 		}
 		byRef[r] = v
+		if err := v.Meta.Validate(); err != nil { // whatever front end built v
+			return nil, fmt.Errorf("%s: %s: %w", v.Source, v, err)
+		}
 		id, err := identity(v)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", v.Source, err)

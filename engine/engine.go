@@ -414,8 +414,14 @@ func (e *Engine) start(ctx context.Context, n *node) {
 			e.changedLocked(n)
 			e.mu.Unlock()
 			<-ctx.Done()
-		} else {
-			e.watch(ctx, n)
+		} else if err := safeCall("watch", func() error { e.watch(ctx, n); return nil }); err != nil {
+			// The engine's own part of watching (a poll ticker) broke:
+			// only this vertex fails.
+			e.mu.Lock()
+			n.failForGoodLocked(err)
+			e.changedLocked(n)
+			e.mu.Unlock()
+			<-ctx.Done()
 		}
 		e.mu.Lock()
 		n.stopped = true
@@ -479,9 +485,9 @@ func (n *node) failForGoodLocked(err error) {
 // ends. A Watch that fails is started again per the retry meta parameters.
 func (e *Engine) watch(ctx context.Context, n *node) {
 	ev := events{e: e, n: n}
-	if p := n.v.Meta.Poll; p > 0 {
+	if n.v.Meta.Poll > 0 {
 		ev.Running()
-		t := time.NewTicker(time.Duration(p) * time.Second)
+		t := time.NewTicker(n.v.Meta.PollEvery())
 		defer t.Stop()
 		for {
 			select {
@@ -513,7 +519,7 @@ func (e *Engine) watch(ctx context.Context, n *node) {
 			retries--
 		}
 		n.log.Warn("watch failed; restarting it", "err", err)
-		if !sleepCtx(ctx, time.Duration(n.v.Meta.Delay)*time.Millisecond) {
+		if !sleepCtx(ctx, n.v.Meta.RetryDelay()) {
 			return
 		}
 	}
@@ -555,7 +561,12 @@ func (e *Engine) process(ctx context.Context, n *node) {
 
 	apply := !e.cfg.Noop && !n.v.Meta.Noop
 	start := time.Now()
-	changed, err := e.checkApply(ctx, n, apply, refresh)
+	var changed bool
+	err := safeCall("check-and-apply", func() error {
+		var err error
+		changed, err = e.checkApply(ctx, n, apply, refresh)
+		return err
+	})
 	took := time.Since(start)
 	if o := e.cfg.Observer; o != nil && ctx.Err() == nil {
 		o.Checked(n.v.Kind, changed && apply, err, took)
@@ -567,7 +578,9 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	e.busy--
 	n.stats.Checks++
 	n.stats.Duration += took
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || n.gaveUp {
+		// ending, or failed for good meanwhile (its watch broke): that
+		// failure stands
 		e.changedLocked(n)
 		return
 	}
@@ -584,7 +597,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 			}
 			n.retrying = true
 			n.log.Warn("failed; will retry", "err", err, "retries_left", n.retries, "delay_ms", n.v.Meta.Delay)
-			time.AfterFunc(time.Duration(n.v.Meta.Delay)*time.Millisecond, func() {
+			time.AfterFunc(n.v.Meta.RetryDelay(), func() {
 				e.mu.Lock()
 				defer e.mu.Unlock()
 				n.retrying = false
@@ -633,8 +646,8 @@ func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool) (
 		}
 		defer release()
 	}
-	if t := n.v.Meta.Timeout; t > 0 {
-		changed, err = n.checkApplyWithin(ctx, apply, time.Duration(t)*time.Second)
+	if t := n.v.Meta.TimeLimit(); t > 0 {
+		changed, err = n.checkApplyWithin(ctx, apply, t)
 	} else {
 		err = safeCall("CheckApply", func() error {
 			var err error

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Meta holds the parameters every resource has, whatever its kind.
@@ -21,6 +22,26 @@ type Meta struct {
 	Timeout   int      `yaml:"timeout"` // seconds one check-and-apply may take; 0: no limit
 }
 
+// The bounds of the meta durations: a year each, far beyond any real use and
+// far below what a time.Duration holds (292 years), so converting a valid
+// value can never overflow into a negative duration.
+const (
+	MaxPoll    = 365 * 24 * 60 * 60        // seconds
+	MaxTimeout = 365 * 24 * 60 * 60        // seconds
+	MaxDelay   = 365 * 24 * 60 * 60 * 1000 // milliseconds
+	// MinLimit is the smallest positive rate: one check-and-apply a year.
+	MinLimit = 1.0 / (365 * 24 * 60 * 60)
+)
+
+// PollEvery is the poll interval (0: no polling).
+func (m Meta) PollEvery() time.Duration { return time.Duration(m.Poll) * time.Second }
+
+// RetryDelay is the wait before each retry.
+func (m Meta) RetryDelay() time.Duration { return time.Duration(m.Delay) * time.Millisecond }
+
+// TimeLimit is how long one check-and-apply may take (0: no limit).
+func (m Meta) TimeLimit() time.Duration { return time.Duration(m.Timeout) * time.Second }
+
 // DefaultMeta is what a resource gets when its file says nothing.
 func DefaultMeta() Meta {
 	return Meta{AutoEdge: true, AutoGroup: true}
@@ -33,14 +54,22 @@ func (m Meta) Validate() error {
 		return fmt.Errorf("meta retry: %d is invalid: want -1 (forever) or a count >= 0", m.Retry)
 	case m.Delay < 0:
 		return fmt.Errorf("meta delay: %d is invalid: want milliseconds >= 0", m.Delay)
+	case m.Delay > MaxDelay:
+		return fmt.Errorf("meta delay: %d is invalid: want milliseconds <= %d (a year)", m.Delay, MaxDelay)
 	case m.Poll < 0:
 		return fmt.Errorf("meta poll: %d is invalid: want seconds >= 0", m.Poll)
+	case m.Poll > MaxPoll:
+		return fmt.Errorf("meta poll: %d is invalid: want seconds <= %d (a year)", m.Poll, MaxPoll)
 	case m.Limit < 0 || math.IsNaN(m.Limit):
 		return fmt.Errorf("meta limit: %v is invalid: want a rate >= 0 (0: unlimited)", m.Limit)
+	case m.Limit > 0 && m.Limit < MinLimit:
+		return fmt.Errorf("meta limit: %v is invalid: want 0 (unlimited) or a rate >= %.3g per second (one a year)", m.Limit, MinLimit)
 	case m.Burst < 0:
 		return fmt.Errorf("meta burst: %d is invalid: want a count >= 0", m.Burst)
 	case m.Timeout < 0:
 		return fmt.Errorf("meta timeout: %d is invalid: want seconds >= 0", m.Timeout)
+	case m.Timeout > MaxTimeout:
+		return fmt.Errorf("meta timeout: %d is invalid: want seconds <= %d (a year)", m.Timeout, MaxTimeout)
 	}
 	for _, s := range m.Sema {
 		if _, _, err := ParseSema(s); err != nil {
