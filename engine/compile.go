@@ -33,6 +33,9 @@ func Compile(ctx context.Context, d *Decl, log *slog.Logger) (*Graph, error) {
 		return nil, err
 	}
 	g := &Graph{g: pg}
+	if g.semas, err = semaCounts(d.Vertices); err != nil {
+		return nil, err
+	}
 	for _, t := range []Transform{
 		uniqueUIDs,
 		autoEdges(log),
@@ -86,6 +89,31 @@ func declGraph(d *Decl) (*pgraph.Graph, error) {
 		g.AddEdge(from, to, &pgraph.Edge{Name: e.Name, Notify: e.Notify})
 	}
 	return g, nil
+}
+
+// semaCounts gives each semaphore name its count in the graph, refusing
+// resources that give one name different counts.
+func semaCounts(vs []*Vertex) (map[string]int, error) {
+	counts := map[string]int{}
+	first := map[string]*Vertex{}
+	var errs []error
+	for _, v := range vs {
+		for _, spec := range v.Meta.Sema {
+			name, c, err := ParseSema(spec)
+			if err != nil { // Meta.Validate has refused it already
+				return nil, fmt.Errorf("%s: %s: meta sema: %w", v.Source, v, err)
+			}
+			prev, ok := first[name]
+			switch {
+			case !ok:
+				first[name], counts[name] = v, c
+			case counts[name] != c:
+				errs = append(errs, fmt.Errorf("%s: %s gives semaphore %s the count %d, but %s (%s) gives it %d: give a name one count in a graph",
+					v.Source, v, name, c, prev, prev.Source, counts[name]))
+			}
+		}
+	}
+	return counts, errors.Join(errs...)
 }
 
 func checkCycles(g *pgraph.Graph) error {

@@ -303,6 +303,7 @@ func (e *Engine) apply() {
 		e.mu.Unlock()
 		return
 	}
+	e.semas.setCounts(g.semas) // for acquisitions from now on
 	want := make(map[string]*Vertex, len(g.Order()))
 	for _, v := range g.Order() {
 		want[key(v)] = v

@@ -12,7 +12,8 @@ import (
 // that is not a resource or an identity a front end computed.
 type Graph struct {
 	g     *pgraph.Graph
-	order []*Vertex // topological
+	order []*Vertex      // topological
+	semas map[string]int // the count of each semaphore name
 }
 
 // Name is the graph's name, as declared.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -71,12 +72,22 @@ func (m Meta) Validate() error {
 	case m.Timeout > MaxTimeout:
 		return fmt.Errorf("meta timeout: %d is invalid: want seconds <= %d (a year)", m.Timeout, MaxTimeout)
 	}
+	var errs []error
+	seen := map[string]string{}
 	for _, s := range m.Sema {
-		if _, _, err := ParseSema(s); err != nil {
-			return fmt.Errorf("meta sema: %w", err)
+		name, _, err := ParseSema(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("meta sema: %w", err))
+			continue
 		}
+		if prev, dup := seen[name]; dup {
+			// it would wait on itself forever
+			errs = append(errs, fmt.Errorf("meta sema: %q and %q name one semaphore, %s: name each once", prev, s, name))
+			continue
+		}
+		seen[name] = s
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ParseSema splits "name:count" (count defaults to 1).

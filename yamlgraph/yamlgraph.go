@@ -366,7 +366,13 @@ func (p *parser) checkMeta(n *yaml.Node, ref string) {
 			continue
 		}
 		if err := one.Validate(); err != nil {
-			p.errorf(deref(v), ref, "%v", err)
+			if j, ok := err.(interface{ Unwrap() []error }); ok { // every bad sema entry
+				for _, e := range j.Unwrap() {
+					p.errorf(deref(v), ref, "%v", e)
+				}
+			} else {
+				p.errorf(deref(v), ref, "%v", err)
+			}
 		}
 	}
 }
