@@ -435,11 +435,36 @@ func (e *Engine) start(ctx context.Context, n *node) {
 		if idle != nil {
 			<-idle
 		}
+		e.mu.Lock() // no worker is left to arm a retry timer
+		if n.retry != nil {
+			n.retry.Stop()
+			n.retry, n.retrying = nil, false
+		}
+		e.mu.Unlock()
+		// The worker is gone; a check-and-apply it abandoned after its meta
+		// timeout may still run, and the resource is closed only after it.
+		if n.stuck != nil {
+			e.awaitStuck(n)
+		}
 		if err := safeCall("Close", n.v.Res.Close); err != nil {
 			n.log.Warn("close failed", "err", err)
 		}
 		close(n.done)
 	}()
+}
+
+// awaitStuck waits for an abandoned check-and-apply of n to return, saying
+// so if it has not after the stop timeout (Run leaves the vertex then).
+func (e *Engine) awaitStuck(n *node) {
+	t := time.NewTimer(e.cfg.StopTimeout)
+	defer t.Stop()
+	select {
+	case <-n.stuck:
+		return
+	case <-t.C:
+		n.log.Warn("a check-and-apply abandoned after its meta timeout has still not returned: closing the resource once it does", "waited", e.cfg.StopTimeout)
+	}
+	<-n.stuck
 }
 
 // work runs process until no poke is left, then ends.
@@ -598,14 +623,19 @@ func (e *Engine) process(ctx context.Context, n *node) {
 			}
 			n.retrying = true
 			n.log.Warn("failed; will retry", "err", err, "retries_left", n.retries, "delay_ms", n.v.Meta.Delay)
-			time.AfterFunc(n.v.Meta.RetryDelay(), func() {
+			var timer *time.Timer
+			timer = time.AfterFunc(n.v.Meta.RetryDelay(), func() {
 				e.mu.Lock()
 				defer e.mu.Unlock()
-				n.retrying = false
+				if n.retry != timer {
+					return // stopped, or replaced
+				}
+				n.retry, n.retrying = nil, false
 				if ctx.Err() == nil {
 					e.dirtyLocked(n, false)
 				}
 			})
+			n.retry = timer
 		}
 		e.changedLocked(n)
 		return

@@ -45,7 +45,8 @@ type node struct {
 	busy     bool           // CheckApply under way
 	st       state
 	retries  int  // failures left before the vertex gives up; -1: forever
-	retrying bool // a retry timer is armed
+	retrying bool        // a retry timer is armed
+	retry    *time.Timer // that timer; stopped when the vertex stops
 	gaveUp   bool // failed with no retries left; waits for a new event
 	lastErr  error
 	stats    Stats
