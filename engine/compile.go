@@ -60,6 +60,7 @@ func Compile(ctx context.Context, d *Decl, log *slog.Logger) (*Graph, error) {
 func declGraph(d *Decl) (*pgraph.Graph, error) {
 	g := pgraph.New(d.Name)
 	byRef := make(map[Ref]*Vertex, len(d.Vertices))
+	var enc idEncoder
 	for _, v := range d.Vertices {
 		r := Ref{Kind: v.Kind, Name: v.Name}
 		if prev, dup := byRef[r]; dup {
@@ -69,7 +70,7 @@ func declGraph(d *Decl) (*pgraph.Graph, error) {
 		if err := v.Meta.Validate(); err != nil { // whatever front end built v
 			return nil, fmt.Errorf("%s: %s: %w", v.Source, v, err)
 		}
-		id, err := identity(v)
+		id, err := enc.identity(v)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", v.Source, err)
 		}

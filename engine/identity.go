@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"reflect"
 	"slices"
 	"strconv"
@@ -17,8 +16,12 @@ import (
 // runtime state). The encoding is the engine's own, not JSON, so that every
 // value a graph file may hold has one (a meta limit of .inf, say).
 func identity(v *Vertex) (string, error) {
-	h := sha256.New()
-	enc := &idEncoder{h: h}
+	return new(idEncoder).identity(v)
+}
+
+// identity is identity with the encoder's buffer, reused across vertices.
+func (enc *idEncoder) identity(v *Vertex) (string, error) {
+	enc.buf, enc.err = enc.buf[:0], nil
 	enc.str(v.Kind)
 	enc.str(v.Name)
 	enc.value(reflect.ValueOf(v.Exported), 0)
@@ -28,7 +31,8 @@ func identity(v *Vertex) (string, error) {
 	if enc.err != nil {
 		return "", fmt.Errorf("%s: the parameters have no identity: %w", v, enc.err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	sum := sha256.Sum256(enc.buf)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // maxIDDepth bounds nesting, so that a resource pointing at itself is an
@@ -38,21 +42,17 @@ const maxIDDepth = 32
 // idEncoder writes values unambiguously: every string is length-prefixed,
 // every container is counted.
 type idEncoder struct {
-	h   hash.Hash
-	buf []byte
+	buf []byte // the encoding so far
 	err error
 }
 
-func (e *idEncoder) write(b []byte) { e.h.Write(b) }
-
 func (e *idEncoder) str(s string) {
-	e.buf = strconv.AppendInt(e.buf[:0], int64(len(s)), 10)
+	e.buf = strconv.AppendInt(e.buf, int64(len(s)), 10)
 	e.buf = append(e.buf, ':')
-	e.write(e.buf)
-	e.h.Write([]byte(s))
+	e.buf = append(e.buf, s...)
 }
 
-func (e *idEncoder) tag(c byte) { e.write([]byte{c}) }
+func (e *idEncoder) tag(c byte) { e.buf = append(e.buf, c) }
 
 func (e *idEncoder) value(v reflect.Value, depth int) {
 	if e.err != nil {

@@ -44,10 +44,10 @@ type node struct {
 	refresh  bool           // a notify edge asked for a refresh
 	busy     bool           // CheckApply under way
 	st       state
-	retries  int  // failures left before the vertex gives up; -1: forever
+	retries  int         // failures left before the vertex gives up; -1: forever
 	retrying bool        // a retry timer is armed
 	retry    *time.Timer // that timer; stopped when the vertex stops
-	gaveUp   bool // failed with no retries left; waits for a new event
+	gaveUp   bool        // failed with no retries left; waits for a new event
 	lastErr  error
 	stats    Stats
 	// what the engine's counters include; changedLocked keeps them true
