@@ -206,20 +206,23 @@ func autoEdges(log *slog.Logger) Transform {
 }
 
 // autoGroup merges resources of one kind that the graph does not order
-// relative to each other into one vertex, so that their work is done at
-// once. Vertices are grouped only with others on the same level (the
-// longest path from a source): two vertices on one level can never reach
-// each other, and contracting same-level sets keeps every path strictly
-// increasing in level, so no grouping can create a cycle. This costs
-// O(V+E) instead of pairwise reachability.
+// relative to each other (no path between them in either direction) into
+// one vertex, so that their work is done at once. Within each set of
+// groupable resources (kind, group key and meta alike), a pass starts a group
+// with the first resource left and adds every later one that has no path to
+// or from the group as it stands; the group is then contracted and the next
+// pass takes the resources left out. Reachability is always that of the
+// graph with the groups made so far contracted, so no grouping can create a
+// cycle, not even one through another group. A pass costs O(V+E) (marking
+// what the group reaches and what reaches it), so grouping costs O(V+E) per
+// group made: linear when a kind forms few groups, as files in directories
+// (two: the directories and the files) or unordered packages (one).
 func autoGroup(log *slog.Logger) Transform {
 	return func(_ context.Context, g *Graph) error {
 		type key struct {
-			level int
 			kind  string
 			group string
 		}
-		var levels map[pgraph.Vertex]int
 		sets := map[key][]*Vertex{}
 		var order []key
 		for _, v := range g.Vertices() {
@@ -227,53 +230,88 @@ func autoGroup(log *slog.Logger) Transform {
 			if !ok || !v.Meta.AutoGroup {
 				continue
 			}
-			if levels == nil {
-				var err error
-				if levels, err = g.g.Levels(); err != nil {
-					return err
-				}
-			}
-			k := key{levels[v], v.Kind, gr.GroupKey() + "\x00" + metaKey(v.Meta)}
+			k := key{v.Kind, gr.GroupKey() + "\x00" + metaKey(v.Meta)}
 			if _, ok := sets[k]; !ok {
 				order = append(order, k)
 			}
 			sets[k] = append(sets[k], v)
 		}
 		for _, k := range order {
-			members := sets[k]
-			if len(members) < 2 {
-				continue
+			for left := sets[k]; len(left) > 1; {
+				var members []*Vertex
+				members, left = g.groupPass(left)
+				if len(members) < 2 {
+					continue
+				}
+				if err := g.group(members, log); err != nil {
+					return err
+				}
 			}
-			lead := members[0]
-			others := make([]Res, 0, len(members)-1)
-			for _, m := range members[1:] {
-				others = append(others, m.Res)
-			}
-			res, err := lead.Res.(Grouper).Group(others)
-			if err != nil {
-				log.Warn("automatic grouping skipped", "res", lead.String(), "err", err)
-				continue
-			}
-			gv := &Vertex{
-				Kind: lead.Kind, Name: lead.Name, Meta: lead.Meta, Res: res,
-				Source: lead.Source, Grouped: members[1:],
-			}
-			ids := make([]string, len(members))
-			pvs := make([]pgraph.Vertex, len(members))
-			for i, m := range members {
-				ids[i] = m.id
-				pvs[i] = m
-				gv.Exported = gv.Exported || m.Exported
-			}
-			sort.Strings(ids)
-			gv.id = strings.Join(ids, "+")
-			if err := g.g.Contract(pvs, gv); err != nil {
-				return fmt.Errorf("group %s: %w", gv, err)
-			}
-			log.Info("grouped", "res", gv.String(), "count", len(members))
 		}
 		return nil
 	}
+}
+
+// groupPass picks, from candidates, the first and every later one with no
+// path to or from those picked before it; it returns the rest apart.
+func (g *Graph) groupPass(candidates []*Vertex) (members, rest []*Vertex) {
+	below := map[pgraph.Vertex]bool{} // reachable from a member
+	above := map[pgraph.Vertex]bool{} // reaching a member
+	var stack []pgraph.Vertex
+	mark := func(from pgraph.Vertex, seen map[pgraph.Vertex]bool, next func(pgraph.Vertex) []pgraph.Vertex) {
+		stack = append(stack[:0], next(from)...)
+		for len(stack) > 0 {
+			x := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if seen[x] {
+				continue
+			}
+			seen[x] = true
+			stack = append(stack, next(x)...)
+		}
+	}
+	for _, v := range candidates {
+		if below[v] || above[v] {
+			rest = append(rest, v)
+			continue
+		}
+		members = append(members, v)
+		mark(v, below, g.g.Children)
+		mark(v, above, g.g.Parents)
+	}
+	return members, rest
+}
+
+// group merges members into one vertex acting for all of them.
+func (g *Graph) group(members []*Vertex, log *slog.Logger) error {
+	lead := members[0]
+	others := make([]Res, 0, len(members)-1)
+	for _, m := range members[1:] {
+		others = append(others, m.Res)
+	}
+	res, err := lead.Res.(Grouper).Group(others)
+	if err != nil {
+		log.Warn("automatic grouping skipped", "res", lead.String(), "err", err)
+		return nil
+	}
+	gv := &Vertex{
+		Kind: lead.Kind, Name: lead.Name, Meta: lead.Meta, Res: res,
+		Source: lead.Source, Grouped: members[1:],
+	}
+	ids := make([]string, len(members))
+	pvs := make([]pgraph.Vertex, len(members))
+	for i, m := range members {
+		ids[i] = m.id
+		pvs[i] = m
+		gv.Exported = gv.Exported || m.Exported
+	}
+	sort.Strings(ids)
+	gv.id = strings.Join(ids, "+")
+	if err := g.g.Contract(pvs, gv); err != nil {
+		return fmt.Errorf("group %s: %w", gv, err)
+	}
+	log.Info("grouped", "res", gv.String(), "count", len(members))
+	return nil
 }
 
 // metaKey keeps resources with different meta parameters apart: a group
