@@ -16,7 +16,6 @@ import (
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/fswatch"
-	"github.com/mgmtconfig/mgmt/pgraph"
 	"github.com/mgmtconfig/mgmt/yamlgraph"
 )
 
@@ -55,7 +54,7 @@ func (e *InvalidError) Error() string { return e.Err.Error() }
 func (e *InvalidError) Unwrap() error { return e.Err }
 
 // Load parses and compiles a graph file. Any problem is an *InvalidError.
-func Load(ctx context.Context, file string, log *slog.Logger) (*yamlgraph.Graph, *pgraph.Graph, error) {
+func Load(ctx context.Context, file string, log *slog.Logger) (*yamlgraph.Graph, *engine.Graph, error) {
 	yg, err := yamlgraph.ParseFile(file)
 	if err != nil {
 		return nil, nil, &InvalidError{err}
@@ -144,7 +143,7 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // build parses data and merges in the collected resources, then compiles.
-func (r *runner) build(ctx context.Context, data []byte) (*yamlgraph.Graph, *pgraph.Graph, error) {
+func (r *runner) build(ctx context.Context, data []byte) (*yamlgraph.Graph, *engine.Graph, error) {
 	yg, err := yamlgraph.Parse(r.cfg.File, data)
 	if err != nil {
 		return nil, nil, &InvalidError{err}
@@ -248,7 +247,7 @@ func watchFile(file string) (<-chan struct{}, func(), error) {
 	return changed, cancel, nil
 }
 
-func writeGraphviz(cfg Config, g *pgraph.Graph, log *slog.Logger) {
+func writeGraphviz(cfg Config, g *engine.Graph, log *slog.Logger) {
 	if cfg.Graphviz == "" {
 		return
 	}

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/mgmtconfig/mgmt/pgraph"
 )
 
 // noopRes is the noop kind's behaviour, without importing it.
@@ -23,11 +21,11 @@ func (noopRes) Watch(ctx context.Context, ev Events) error {
 func (noopRes) CheckApply(context.Context, bool) (bool, error) { return false, nil }
 func (noopRes) Close() error                                   { return nil }
 
-func benchGraph(b *testing.B, n int, shape string) *pgraph.Graph {
+func benchGraph(b *testing.B, n int, shape string) *Graph {
 	d := &Decl{Name: shape}
 	for i := 0; i < n; i++ {
 		name := strconv.Itoa(i)
-		d.Vertices = append(d.Vertices, &Vertex{Kind: "noop", Name: name, Meta: DefaultMeta(), Res: noopRes{}, Hash: name})
+		d.Vertices = append(d.Vertices, &Vertex{Kind: "noop", Name: name, Meta: DefaultMeta(), Res: noopRes{}})
 		switch {
 		case i == 0:
 		case shape == "chain":

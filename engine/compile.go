@@ -13,7 +13,7 @@ import (
 )
 
 // Transform is one step of compiling a declaration into a runnable graph.
-type Transform func(ctx context.Context, g *pgraph.Graph) error
+type Transform func(ctx context.Context, g *Graph) error
 
 // AutoEdgeTimeout bounds how long one resource may take to list its
 // automatic edges (a package manager query, say).
@@ -22,13 +22,18 @@ var AutoEdgeTimeout = 30 * time.Second
 // Compile turns a declaration into the graph the engine runs: it adds the
 // declared edges, rejects two resources that manage the same thing, adds
 // automatic edges, groups what can be grouped and refuses cycles, naming
-// the resources on them.
-func Compile(ctx context.Context, d *Decl, log *slog.Logger) (*pgraph.Graph, error) {
-	g, err := declGraph(d)
+// the resources on them. It gives each vertex its identity (see identity),
+// which decides what a reload keeps running.
+func Compile(ctx context.Context, d *Decl, log *slog.Logger) (*Graph, error) {
+	pg, err := declGraph(d)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkCycles(g); err != nil {
+	if err := checkCycles(pg); err != nil {
+		return nil, err
+	}
+	g := &Graph{g: pg}
+	if g.semas, err = semaCounts(d.Vertices); err != nil {
 		return nil, err
 	}
 	for _, t := range []Transform{
@@ -40,19 +45,36 @@ func Compile(ctx context.Context, d *Decl, log *slog.Logger) (*pgraph.Graph, err
 			return nil, err
 		}
 	}
-	return g, checkCycles(g)
+	if err := checkCycles(pg); err != nil {
+		return nil, err
+	}
+	order, err := pg.TopologicalSort()
+	if err != nil {
+		return nil, err
+	}
+	g.order = vertices(order)
+	return g, nil
 }
 
 // declGraph adds the declared vertices and edges.
 func declGraph(d *Decl) (*pgraph.Graph, error) {
 	g := pgraph.New(d.Name)
 	byRef := make(map[Ref]*Vertex, len(d.Vertices))
+	var enc idEncoder
 	for _, v := range d.Vertices {
 		r := Ref{Kind: v.Kind, Name: v.Name}
 		if prev, dup := byRef[r]; dup {
 			return nil, fmt.Errorf("%s: duplicate resource %s (first declared at %s)", v.Source, r, prev.Source)
 		}
 		byRef[r] = v
+		if err := v.Meta.Validate(); err != nil { // whatever front end built v
+			return nil, fmt.Errorf("%s: %s: %w", v.Source, v, err)
+		}
+		id, err := enc.identity(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", v.Source, err)
+		}
+		v.id = id
 		g.AddVertex(v)
 	}
 	for _, e := range d.Edges {
@@ -70,6 +92,31 @@ func declGraph(d *Decl) (*pgraph.Graph, error) {
 	return g, nil
 }
 
+// semaCounts gives each semaphore name its count in the graph, refusing
+// resources that give one name different counts.
+func semaCounts(vs []*Vertex) (map[string]int, error) {
+	counts := map[string]int{}
+	first := map[string]*Vertex{}
+	var errs []error
+	for _, v := range vs {
+		for _, spec := range v.Meta.Sema {
+			name, c, err := ParseSema(spec)
+			if err != nil { // Meta.Validate has refused it already
+				return nil, fmt.Errorf("%s: %s: meta sema: %w", v.Source, v, err)
+			}
+			prev, ok := first[name]
+			switch {
+			case !ok:
+				first[name], counts[name] = v, c
+			case counts[name] != c:
+				errs = append(errs, fmt.Errorf("%s: %s gives semaphore %s the count %d, but %s (%s) gives it %d: give a name one count in a graph",
+					v.Source, v, name, c, prev, prev.Source, counts[name]))
+			}
+		}
+	}
+	return counts, errors.Join(errs...)
+}
+
 func checkCycles(g *pgraph.Graph) error {
 	if _, err := g.TopologicalSort(); err != nil {
 		var ce *pgraph.CycleError
@@ -85,11 +132,10 @@ func checkCycles(g *pgraph.Graph) error {
 
 // uniqueUIDs refuses two resources that manage the same thing (two file
 // resources with one path).
-func uniqueUIDs(_ context.Context, g *pgraph.Graph) error {
+func uniqueUIDs(_ context.Context, g *Graph) error {
 	owner := map[UID]*Vertex{}
 	var errs []error
-	for _, pv := range g.Vertices() {
-		v := pv.(*Vertex)
+	for _, v := range g.Vertices() {
 		u, ok := v.Res.(UIDer)
 		if !ok {
 			continue
@@ -110,10 +156,9 @@ func uniqueUIDs(_ context.Context, g *pgraph.Graph) error {
 // from one resource is a warning: that resource simply gets no automatic
 // edges.
 func autoEdges(log *slog.Logger) Transform {
-	return func(ctx context.Context, g *pgraph.Graph) error {
+	return func(ctx context.Context, g *Graph) error {
 		owner := map[UID]*Vertex{}
-		for _, pv := range g.Vertices() {
-			v := pv.(*Vertex)
+		for _, v := range g.Vertices() {
 			if u, ok := v.Res.(UIDer); ok && v.Meta.AutoEdge {
 				for _, uid := range u.UIDs() {
 					owner[uid] = v
@@ -124,8 +169,7 @@ func autoEdges(log *slog.Logger) Transform {
 			return nil
 		}
 		added := 0
-		for _, pv := range g.Vertices() {
-			v := pv.(*Vertex)
+		for _, v := range g.Vertices() {
 			a, ok := v.Res.(AutoEdger)
 			if !ok || !v.Meta.AutoEdge {
 				continue
@@ -147,7 +191,7 @@ func autoEdges(log *slog.Logger) Transform {
 						from, to = v, o
 					}
 					if _, exists := g.Edge(from, to); !exists {
-						g.AddEdge(from, to, &pgraph.Edge{Name: "autoedge"})
+						g.g.AddEdge(from, to, &pgraph.Edge{Name: "autoedge"})
 						added++
 					}
 					break // nearest match only
@@ -162,75 +206,112 @@ func autoEdges(log *slog.Logger) Transform {
 }
 
 // autoGroup merges resources of one kind that the graph does not order
-// relative to each other into one vertex, so that their work is done at
-// once. Vertices are grouped only with others on the same level (the
-// longest path from a source): two vertices on one level can never reach
-// each other, and contracting same-level sets keeps every path strictly
-// increasing in level, so no grouping can create a cycle. This costs
-// O(V+E) instead of pairwise reachability.
+// relative to each other (no path between them in either direction) into
+// one vertex, so that their work is done at once. Within each set of
+// groupable resources (kind, group key and meta alike), a pass starts a group
+// with the first resource left and adds every later one that has no path to
+// or from the group as it stands; the group is then contracted and the next
+// pass takes the resources left out. Reachability is always that of the
+// graph with the groups made so far contracted, so no grouping can create a
+// cycle, not even one through another group. A pass costs O(V+E) (marking
+// what the group reaches and what reaches it), so grouping costs O(V+E) per
+// group made: linear when a kind forms few groups, as files in directories
+// (two: the directories and the files) or unordered packages (one).
 func autoGroup(log *slog.Logger) Transform {
-	return func(_ context.Context, g *pgraph.Graph) error {
+	return func(_ context.Context, g *Graph) error {
 		type key struct {
-			level int
 			kind  string
 			group string
 		}
-		var levels map[pgraph.Vertex]int
 		sets := map[key][]*Vertex{}
 		var order []key
-		for _, pv := range g.Vertices() {
-			v := pv.(*Vertex)
+		for _, v := range g.Vertices() {
 			gr, ok := v.Res.(Grouper)
 			if !ok || !v.Meta.AutoGroup {
 				continue
 			}
-			if levels == nil {
-				var err error
-				if levels, err = g.Levels(); err != nil {
-					return err
-				}
-			}
-			k := key{levels[v], v.Kind, gr.GroupKey() + "\x00" + metaKey(v.Meta)}
+			k := key{v.Kind, gr.GroupKey() + "\x00" + metaKey(v.Meta)}
 			if _, ok := sets[k]; !ok {
 				order = append(order, k)
 			}
 			sets[k] = append(sets[k], v)
 		}
 		for _, k := range order {
-			members := sets[k]
-			if len(members) < 2 {
-				continue
+			for left := sets[k]; len(left) > 1; {
+				var members []*Vertex
+				members, left = g.groupPass(left)
+				if len(members) < 2 {
+					continue
+				}
+				if err := g.group(members, log); err != nil {
+					return err
+				}
 			}
-			lead := members[0]
-			others := make([]Res, 0, len(members)-1)
-			for _, m := range members[1:] {
-				others = append(others, m.Res)
-			}
-			res, err := lead.Res.(Grouper).Group(others)
-			if err != nil {
-				log.Warn("automatic grouping skipped", "res", lead.String(), "err", err)
-				continue
-			}
-			gv := &Vertex{
-				Kind: lead.Kind, Name: lead.Name, Meta: lead.Meta, Res: res,
-				Source: lead.Source, Grouped: members[1:],
-			}
-			hashes := make([]string, len(members))
-			pvs := make([]pgraph.Vertex, len(members))
-			for i, m := range members {
-				hashes[i] = m.Hash
-				pvs[i] = m
-				gv.Exported = gv.Exported || m.Exported
-			}
-			sort.Strings(hashes)
-			gv.Hash = strings.Join(hashes, "+")
-			if err := g.Contract(pvs, gv); err != nil {
-				return fmt.Errorf("group %s: %w", gv, err)
-			}
-			log.Info("grouped", "res", gv.String(), "count", len(members))
 		}
 		return nil
 	}
+}
+
+// groupPass picks, from candidates, the first and every later one with no
+// path to or from those picked before it; it returns the rest apart.
+func (g *Graph) groupPass(candidates []*Vertex) (members, rest []*Vertex) {
+	below := map[pgraph.Vertex]bool{} // reachable from a member
+	above := map[pgraph.Vertex]bool{} // reaching a member
+	var stack []pgraph.Vertex
+	mark := func(from pgraph.Vertex, seen map[pgraph.Vertex]bool, next func(pgraph.Vertex) []pgraph.Vertex) {
+		stack = append(stack[:0], next(from)...)
+		for len(stack) > 0 {
+			x := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if seen[x] {
+				continue
+			}
+			seen[x] = true
+			stack = append(stack, next(x)...)
+		}
+	}
+	for _, v := range candidates {
+		if below[v] || above[v] {
+			rest = append(rest, v)
+			continue
+		}
+		members = append(members, v)
+		mark(v, below, g.g.Children)
+		mark(v, above, g.g.Parents)
+	}
+	return members, rest
+}
+
+// group merges members into one vertex acting for all of them.
+func (g *Graph) group(members []*Vertex, log *slog.Logger) error {
+	lead := members[0]
+	others := make([]Res, 0, len(members)-1)
+	for _, m := range members[1:] {
+		others = append(others, m.Res)
+	}
+	res, err := lead.Res.(Grouper).Group(others)
+	if err != nil {
+		log.Warn("automatic grouping skipped", "res", lead.String(), "err", err)
+		return nil
+	}
+	gv := &Vertex{
+		Kind: lead.Kind, Name: lead.Name, Meta: lead.Meta, Res: res,
+		Source: lead.Source, Grouped: members[1:],
+	}
+	ids := make([]string, len(members))
+	pvs := make([]pgraph.Vertex, len(members))
+	for i, m := range members {
+		ids[i] = m.id
+		pvs[i] = m
+		gv.Exported = gv.Exported || m.Exported
+	}
+	sort.Strings(ids)
+	gv.id = strings.Join(ids, "+")
+	if err := g.g.Contract(pvs, gv); err != nil {
+		return fmt.Errorf("group %s: %w", gv, err)
+	}
+	log.Info("grouped", "res", gv.String(), "count", len(members))
+	return nil
 }
 
 // metaKey keeps resources with different meta parameters apart: a group

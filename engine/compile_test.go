@@ -3,12 +3,11 @@ package engine
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mgmtconfig/mgmt/pgraph"
 )
 
 // pathRes is a fake kind that owns a path and wants its nearest managed
@@ -57,10 +56,10 @@ func (g *groupRes) Group(others []Res) (Res, error) {
 }
 
 func named(kind, name string, r Res) *Vertex {
-	return &Vertex{Kind: kind, Name: name, Meta: DefaultMeta(), Res: r, Hash: name}
+	return &Vertex{Kind: kind, Name: name, Meta: DefaultMeta(), Res: r}
 }
 
-func compile(t *testing.T, vs []*Vertex, edges ...EdgeDecl) *pgraph.Graph {
+func compile(t *testing.T, vs []*Vertex, edges ...EdgeDecl) *Graph {
 	t.Helper()
 	g, err := Compile(context.Background(), &Decl{Name: "t", Vertices: vs, Edges: edges}, quietLog())
 	if err != nil {
@@ -144,7 +143,7 @@ Edges(2):
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
 	for _, v := range g.Vertices() {
-		if v.String() == "pkg[autogroup:(a,b,c)]" && v.(*Vertex).Res.(*groupRes).members != 3 {
+		if v.String() == "pkg[autogroup:(a,b,c)]" && v.Res.(*groupRes).members != 3 {
 			t.Fatal("the group resource does not act for three members")
 		}
 	}
@@ -157,17 +156,54 @@ func TestAutoGroupAtScale(t *testing.T) {
 	g := groupScaleGraph(t, 10000)
 	groups := 0
 	for _, v := range g.Vertices() {
-		if len(v.(*Vertex).Grouped) > 0 {
+		if len(v.Grouped) > 0 {
 			groups++
 		}
 	}
-	// Two layers of packages (before and after the files): two groups.
-	if groups != 2 || g.NumVertices() != 10002 {
-		t.Fatalf("%d groups, %d vertices; want 2 groups and 10002 vertices", groups, g.NumVertices())
+	// The packages, before or after their own file, have no path between
+	// them: one group (by longest-path level, there were two).
+	if groups != 1 || g.NumVertices() != 10001 {
+		t.Fatalf("%d groups, %d vertices; want 1 group and 10001 vertices", groups, g.NumVertices())
 	}
 }
 
-func groupScaleGraph(tb testing.TB, n int) *pgraph.Graph {
+// 10,000 files in 100 directories, all of one groupable kind: the
+// directories form one group and the files another, in linear time.
+func TestAutoGroupFilesInDirectories(t *testing.T) {
+	g := dirScaleGraph(t, 100, 100)
+	var sizes []int
+	for _, v := range g.Vertices() {
+		sizes = append(sizes, 1+len(v.Grouped))
+	}
+	sort.Ints(sizes)
+	if fmt.Sprint(sizes) != "[100 10000]" || g.NumEdges() != 1 {
+		t.Fatalf("groups of %v, %d edges; want [100 10000] and 1 edge:\n%s", sizes, g.NumEdges(), g.String()[:min(500, len(g.String()))])
+	}
+}
+
+func dirScaleGraph(tb testing.TB, dirs, files int) *Graph {
+	d := &Decl{Name: "dirs"}
+	for i := range dirs {
+		dir := "d" + strconv.Itoa(i)
+		d.Vertices = append(d.Vertices, named("file", dir, &groupRes{key: "k"}))
+		for j := range files {
+			f := dir + "/f" + strconv.Itoa(j)
+			d.Vertices = append(d.Vertices, named("file", f, &groupRes{key: "k"}))
+			d.Edges = append(d.Edges, EdgeDecl{From: Ref{"file", dir}, To: Ref{"file", f}})
+		}
+	}
+	start := time.Now()
+	g, err := Compile(context.Background(), d, quietLog())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if t, ok := tb.(*testing.T); ok {
+		t.Logf("compiled %d directories of %d files with grouping in %v", dirs, files, time.Since(start))
+	}
+	return g
+}
+
+func groupScaleGraph(tb testing.TB, n int) *Graph {
 	d := &Decl{Name: "scale"}
 	for i := 0; i < n; i++ {
 		s := strconv.Itoa(i)
@@ -190,11 +226,82 @@ func groupScaleGraph(tb testing.TB, n int) *pgraph.Graph {
 	return g
 }
 
+func BenchmarkAutoGroupDirectories(b *testing.B) {
+	for range b.N {
+		dirScaleGraph(b, 100, 100)
+	}
+}
+
 func BenchmarkAutoGroup(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(strconv.Itoa(2*n)+"-vertices", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				groupScaleGraph(b, n)
+			}
+		})
+	}
+}
+
+// Grouping follows the seed's rule: any two resources of a kind with no
+// path between them are grouped, on whatever level; and reachability is
+// that of the graph with earlier groups contracted, so a grouping never
+// closes a cycle through another group. The longest-path-level rule
+// grouped neither graph.
+func TestAutoGroupSeedRule(t *testing.T) {
+	pkg := func(name string) *Vertex { return named("pkg", name, &groupRes{key: "k"}) }
+	x := func(name string) *Vertex { return named("x", name, &groupRes{key: "k"}) }
+	file := func(name string) *Vertex { return named("file", name, &fake{}) }
+	e := func(fk, f, tk, to string) EdgeDecl { return EdgeDecl{From: Ref{fk, f}, To: Ref{tk, to}} }
+	for _, tt := range []struct {
+		name  string
+		vs    []*Vertex
+		edges []EdgeDecl
+		want  string
+	}{{
+		name:  "different levels",
+		vs:    []*Vertex{file("a"), file("b"), pkg("p1"), pkg("p2")},
+		edges: []EdgeDecl{e("file", "a", "file", "b"), e("file", "b", "pkg", "p2")},
+		want: `Vertices(3):
+  file[a]
+  file[b]
+  pkg[autogroup:(p1,p2)]
+Edges(2):
+  file[a] -> file[b]
+  file[b] -> pkg[autogroup:(p1,p2)]
+`,
+	}, {
+		// p1 -> x1 and x2 -> p2: once p1 and p2 are one vertex, x2 reaches
+		// x1 through it, and grouping x1 with x2 would make a cycle.
+		name:  "cycle through another group",
+		vs:    []*Vertex{pkg("p1"), pkg("p2"), x("x1"), x("x2")},
+		edges: []EdgeDecl{e("pkg", "p1", "x", "x1"), e("x", "x2", "pkg", "p2")},
+		want: `Vertices(3):
+  pkg[autogroup:(p1,p2)]
+  x[x1]
+  x[x2]
+Edges(2):
+  pkg[autogroup:(p1,p2)] -> x[x1]
+  x[x2] -> pkg[autogroup:(p1,p2)]
+`,
+	}, {
+		// p1 -> f -> p3 orders p3 after p1; p2 joins p1, p4 (after p2
+		// only) joins p3: two groups, one after the other.
+		name:  "two passes",
+		vs:    []*Vertex{pkg("p1"), pkg("p2"), pkg("p3"), pkg("p4"), file("f")},
+		edges: []EdgeDecl{e("pkg", "p1", "file", "f"), e("file", "f", "pkg", "p3"), e("pkg", "p2", "pkg", "p4")},
+		want: `Vertices(3):
+  file[f]
+  pkg[autogroup:(p1,p2)]
+  pkg[autogroup:(p3,p4)]
+Edges(3):
+  file[f] -> pkg[autogroup:(p3,p4)]
+  pkg[autogroup:(p1,p2)] -> file[f]
+  pkg[autogroup:(p1,p2)] -> pkg[autogroup:(p3,p4)]
+`,
+	}} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := compile(t, tt.vs, tt.edges...).String(); got != tt.want {
+				t.Fatalf("got\n%s\nwant\n%s", got, tt.want)
 			}
 		})
 	}

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/mgmtconfig/mgmt/pgraph"
 )
 
 // Config is how an engine runs.
@@ -46,10 +45,16 @@ type Engine struct {
 	log   *slog.Logger
 	semas semas
 
+	// applyMu is held while a graph is applied, so that applications never
+	// interleave; it is taken before mu.
+	applyMu sync.Mutex
+
 	mu        sync.Mutex // guards everything below
 	runCtx    context.Context
-	next      *pgraph.Graph    // swapped in before Run started
-	nodes     map[string]*node // by key: String() and Hash
+	latest    *Graph           // the newest graph asked for (by Swap, or Run's own)
+	seq       uint64           // counts the graphs asked for; latest is number seq
+	applied   uint64           // the number of the graph the vertices run
+	nodes     map[string]*node // by key: String() and identity
 	order     []*node          // topological order
 	converged int              // nodes whose convergedLocked is true
 	gaveUp    int              // nodes that failed with no retries left
@@ -76,7 +81,7 @@ func New(cfg Config) *Engine {
 	}
 }
 
-func key(v *Vertex) string { return v.String() + "\x00" + v.Hash }
+func key(v *Vertex) string { return v.String() + "\x00" + v.id }
 
 // Failure is a vertex that had failed when the run ended.
 type Failure struct {
@@ -102,16 +107,16 @@ func (e *RunError) Error() string {
 // the graph has been quiet that long. It returns nil when every vertex was in
 // its desired state at the end, a *RunError listing the failed ones
 // otherwise.
-func (e *Engine) Run(ctx context.Context, g *pgraph.Graph) error {
+func (e *Engine) Run(ctx context.Context, g *Graph) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	e.mu.Lock()
 	e.runCtx = ctx
-	if e.next != nil { // a Swap came before Run: the newer graph wins
-		g, e.next = e.next, nil
+	if e.latest == nil { // any Swap, even one before Run, is newer than g
+		e.latest, e.seq = g, 1
 	}
 	e.mu.Unlock()
-	e.Swap(g)
+	e.apply()
 
 	done := make(chan struct{})
 	go func() {
@@ -271,18 +276,37 @@ func (e *Engine) pokeLocked(n *node) {
 // Swap replaces the running graph with g. Vertices whose kind, name and
 // parameters are unchanged keep running untouched; removed or changed ones
 // stop; new ones start.
-func (e *Engine) Swap(g *pgraph.Graph) {
-	want := map[string]*Vertex{}
-	for _, pv := range g.Vertices() {
-		v := pv.(*Vertex)
-		want[key(v)] = v
-	}
+//
+// The newest graph wins: the one of the last Swap to be called, whether
+// it came before Run, while Run was starting or after. Run's own graph is
+// older than any Swap's. Once Run has started, Swap returns when the newest
+// graph asked for is the one running (it may be a later Swap's).
+func (e *Engine) Swap(g *Graph) {
 	e.mu.Lock()
-	ctx := e.runCtx
-	if ctx == nil { // not running yet: Run starts this graph instead of its own
-		e.next = g
+	e.latest = g
+	e.seq++
+	running := e.runCtx != nil
+	e.mu.Unlock()
+	if running { // else Run applies the newest graph when it starts
+		e.apply()
+	}
+}
+
+// apply makes the vertices run the newest graph asked for, unless they
+// already do or the run is ending.
+func (e *Engine) apply() {
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
+	e.mu.Lock()
+	ctx, g, seq := e.runCtx, e.latest, e.seq
+	if seq == e.applied || ctx.Err() != nil {
 		e.mu.Unlock()
 		return
+	}
+	e.semas.setCounts(g.semas) // for acquisitions from now on
+	want := make(map[string]*Vertex, len(g.Order()))
+	for _, v := range g.Order() {
+		want[key(v)] = v
 	}
 	var removed []*node
 	for k, n := range e.nodes {
@@ -302,6 +326,7 @@ func (e *Engine) Swap(g *pgraph.Graph) {
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.applied = seq
 	for _, n := range removed {
 		r := n.reportLocked()
 		r.Removed = true
@@ -314,9 +339,16 @@ func (e *Engine) Swap(g *pgraph.Graph) {
 			e.gaveUp--
 		}
 	}
+	if ctx.Err() != nil {
+		// The run is ending: stop has taken (or will take) its list of
+		// vertices to wait for, and must not miss one started now.
+		e.order = slices.DeleteFunc(e.order, func(n *node) bool { _, ok := e.nodes[key(n.v)]; return !ok })
+		return
+	}
 	var added []*node
-	byVertex := make(map[pgraph.Vertex]*node, len(want))
-	for k, v := range want {
+	byVertex := make(map[*Vertex]*node, len(want))
+	for _, v := range g.Order() {
+		k := key(v)
 		n, ok := e.nodes[k]
 		if !ok {
 			n = e.newNode(v)
@@ -325,23 +357,19 @@ func (e *Engine) Swap(g *pgraph.Graph) {
 		}
 		byVertex[v] = n
 	}
-	order, err := g.TopologicalSort()
-	if err != nil { // Compile refuses cycles; this is a programming error
-		panic(fmt.Sprintf("engine: Swap of a graph with a cycle: %v", err))
-	}
 	e.order = e.order[:0]
-	for _, pv := range order {
-		n := byVertex[pv]
+	for _, v := range g.Order() {
+		n := byVertex[v]
 		n.parents, n.children, n.notify = n.parents[:0], n.children[:0], nil
 		e.order = append(e.order, n)
 	}
-	for _, pv := range order {
-		n := byVertex[pv]
-		for _, c := range g.Children(pv) {
+	for _, v := range g.Order() {
+		n := byVertex[v]
+		for _, c := range g.Children(v) {
 			cn := byVertex[c]
 			n.children = append(n.children, cn)
 			cn.parents = append(cn.parents, n)
-			if ed, _ := g.Edge(pv, c); ed != nil && ed.Notify {
+			if ed, _ := g.Edge(v, c); ed != nil && ed.Notify {
 				if n.notify == nil {
 					n.notify = map[*node]bool{}
 				}
@@ -387,8 +415,14 @@ func (e *Engine) start(ctx context.Context, n *node) {
 			e.changedLocked(n)
 			e.mu.Unlock()
 			<-ctx.Done()
-		} else {
-			e.watch(ctx, n)
+		} else if err := safeCall("watch", func() error { e.watch(ctx, n); return nil }); err != nil {
+			// The engine's own part of watching (a poll ticker) broke:
+			// only this vertex fails.
+			e.mu.Lock()
+			n.failForGoodLocked(err)
+			e.changedLocked(n)
+			e.mu.Unlock()
+			<-ctx.Done()
 		}
 		e.mu.Lock()
 		n.stopped = true
@@ -401,11 +435,36 @@ func (e *Engine) start(ctx context.Context, n *node) {
 		if idle != nil {
 			<-idle
 		}
+		e.mu.Lock() // no worker is left to arm a retry timer
+		if n.retry != nil {
+			n.retry.Stop()
+			n.retry, n.retrying = nil, false
+		}
+		e.mu.Unlock()
+		// The worker is gone; a check-and-apply it abandoned after its meta
+		// timeout may still run, and the resource is closed only after it.
+		if n.stuck != nil {
+			e.awaitStuck(n)
+		}
 		if err := safeCall("Close", n.v.Res.Close); err != nil {
 			n.log.Warn("close failed", "err", err)
 		}
 		close(n.done)
 	}()
+}
+
+// awaitStuck waits for an abandoned check-and-apply of n to return, saying
+// so if it has not after the stop timeout (Run leaves the vertex then).
+func (e *Engine) awaitStuck(n *node) {
+	t := time.NewTimer(e.cfg.StopTimeout)
+	defer t.Stop()
+	select {
+	case <-n.stuck:
+		return
+	case <-t.C:
+		n.log.Warn("a check-and-apply abandoned after its meta timeout has still not returned: closing the resource once it does", "waited", e.cfg.StopTimeout)
+	}
+	<-n.stuck
 }
 
 // work runs process until no poke is left, then ends.
@@ -452,9 +511,9 @@ func (n *node) failForGoodLocked(err error) {
 // ends. A Watch that fails is started again per the retry meta parameters.
 func (e *Engine) watch(ctx context.Context, n *node) {
 	ev := events{e: e, n: n}
-	if p := n.v.Meta.Poll; p > 0 {
+	if n.v.Meta.Poll > 0 {
 		ev.Running()
-		t := time.NewTicker(time.Duration(p) * time.Second)
+		t := time.NewTicker(n.v.Meta.PollEvery())
 		defer t.Stop()
 		for {
 			select {
@@ -486,7 +545,7 @@ func (e *Engine) watch(ctx context.Context, n *node) {
 			retries--
 		}
 		n.log.Warn("watch failed; restarting it", "err", err)
-		if !sleepCtx(ctx, time.Duration(n.v.Meta.Delay)*time.Millisecond) {
+		if !sleepCtx(ctx, n.v.Meta.RetryDelay()) {
 			return
 		}
 	}
@@ -528,7 +587,12 @@ func (e *Engine) process(ctx context.Context, n *node) {
 
 	apply := !e.cfg.Noop && !n.v.Meta.Noop
 	start := time.Now()
-	changed, err := e.checkApply(ctx, n, apply, refresh)
+	var changed bool
+	err := safeCall("check-and-apply", func() error {
+		var err error
+		changed, err = e.checkApply(ctx, n, apply, refresh)
+		return err
+	})
 	took := time.Since(start)
 	if o := e.cfg.Observer; o != nil && ctx.Err() == nil {
 		o.Checked(n.v.Kind, changed && apply, err, took)
@@ -540,7 +604,9 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	e.busy--
 	n.stats.Checks++
 	n.stats.Duration += took
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || n.gaveUp {
+		// ending, or failed for good meanwhile (its watch broke): that
+		// failure stands
 		e.changedLocked(n)
 		return
 	}
@@ -557,14 +623,19 @@ func (e *Engine) process(ctx context.Context, n *node) {
 			}
 			n.retrying = true
 			n.log.Warn("failed; will retry", "err", err, "retries_left", n.retries, "delay_ms", n.v.Meta.Delay)
-			time.AfterFunc(time.Duration(n.v.Meta.Delay)*time.Millisecond, func() {
+			var timer *time.Timer
+			timer = time.AfterFunc(n.v.Meta.RetryDelay(), func() {
 				e.mu.Lock()
 				defer e.mu.Unlock()
-				n.retrying = false
+				if n.retry != timer {
+					return // stopped, or replaced
+				}
+				n.retry, n.retrying = nil, false
 				if ctx.Err() == nil {
 					e.dirtyLocked(n, false)
 				}
 			})
+			n.retry = timer
 		}
 		e.changedLocked(n)
 		return
@@ -606,8 +677,8 @@ func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool) (
 		}
 		defer release()
 	}
-	if t := n.v.Meta.Timeout; t > 0 {
-		changed, err = n.checkApplyWithin(ctx, apply, time.Duration(t)*time.Second)
+	if t := n.v.Meta.TimeLimit(); t > 0 {
+		changed, err = n.checkApplyWithin(ctx, apply, t)
 	} else {
 		err = safeCall("CheckApply", func() error {
 			var err error

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/mgmtconfig/mgmt/pgraph"
 )
 
 // fake is a resource whose behaviour the test sets through function fields.
@@ -54,11 +52,11 @@ func (r refreshFake) Refresh(ctx context.Context) (bool, error) { return r.fake.
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func vtx(name string, r Res) *Vertex {
-	return &Vertex{Kind: "fake", Name: name, Meta: DefaultMeta(), Res: r, Hash: name}
+	return &Vertex{Kind: "fake", Name: name, Meta: DefaultMeta(), Res: r}
 }
 
 // graphOf builds a graph from vertices and edges "a>b" (">>" for notify).
-func graphOf(t *testing.T, vs []*Vertex, edges ...[2]string) *pgraph.Graph {
+func graphOf(t *testing.T, vs []*Vertex, edges ...[2]string) *Graph {
 	t.Helper()
 	d := &Decl{Name: "test", Vertices: vs}
 	for _, e := range edges {
@@ -71,7 +69,7 @@ func graphOf(t *testing.T, vs []*Vertex, edges ...[2]string) *pgraph.Graph {
 	return g
 }
 
-func runFor(t *testing.T, g *pgraph.Graph, timeout time.Duration) error {
+func runFor(t *testing.T, g *Graph, timeout time.Duration) error {
 	t.Helper()
 	e := New(Config{Logger: quietLog(), ConvergedTimeout: timeout})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -423,5 +421,46 @@ func TestSwapBeforeRun(t *testing.T) {
 	}
 	if newer.checks.Load() != 1 || old.checks.Load() != 0 {
 		t.Fatalf("newer checked %d times, old %d; want 1 and 0", newer.checks.Load(), old.checks.Load())
+	}
+}
+
+// A Swap racing Run's start (before, during or after it) always wins over
+// Run's own graph, and of two Swaps in a row the second wins. Once 31 and
+// 42 runs in 300 ended with the older graph running.
+func TestSwapRacesRun(t *testing.T) {
+	const runs = 300
+	for i := range runs {
+		old, mid, newest := &fake{}, &fake{}, &fake{}
+		e := New(Config{Logger: quietLog(), ConvergedTimeout: -1})
+		gOld := graphOf(t, []*Vertex{vtx("old", old)})
+		gMid := graphOf(t, []*Vertex{vtx("mid", mid)})
+		gNew := graphOf(t, []*Vertex{vtx("newest", newest)})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		done := make(chan error, 1)
+		swapped := make(chan struct{})
+		go func() {
+			if i%2 == 0 {
+				e.Swap(gMid)
+			}
+			e.Swap(gNew)
+			close(swapped)
+		}()
+		go func() { done <- e.Run(ctx, gOld) }()
+		<-swapped
+		for newest.checks.Load() == 0 && ctx.Err() == nil {
+			runtime.Gosched()
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		for _, r := range e.Reports() {
+			if r.Res != "fake[newest]" && !r.Removed || r.Res == "fake[newest]" && r.Removed {
+				t.Fatalf("run %d: the newest graph is not the one running at the end: %+v", i, e.Reports())
+			}
+		}
+		if newest.checks.Load() == 0 {
+			t.Fatalf("run %d: the newest graph never ran", i)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime/debug"
 	"sort"
 	"sync"
@@ -43,9 +44,10 @@ type node struct {
 	refresh  bool           // a notify edge asked for a refresh
 	busy     bool           // CheckApply under way
 	st       state
-	retries  int  // failures left before the vertex gives up; -1: forever
-	retrying bool // a retry timer is armed
-	gaveUp   bool // failed with no retries left; waits for a new event
+	retries  int         // failures left before the vertex gives up; -1: forever
+	retrying bool        // a retry timer is armed
+	retry    *time.Timer // that timer; stopped when the vertex stops
+	gaveUp   bool        // failed with no retries left; waits for a new event
 	lastErr  error
 	stats    Stats
 	// what the engine's counters include; changedLocked keeps them true
@@ -108,7 +110,7 @@ type bucket struct {
 }
 
 func newBucket(rate float64, burst int) *bucket {
-	if rate <= 0 {
+	if rate <= 0 || math.IsInf(rate, 1) { // 0 or .inf: unlimited
 		return nil
 	}
 	b := float64(burst)
@@ -147,49 +149,88 @@ func (b *bucket) wait(ctx context.Context) error {
 }
 
 // semas holds the named semaphores of meta sema, shared by the whole graph.
+// The count of a name is the running graph's (setCounts, at each swap):
+// acquisitions after a swap use the new count; those held keep their place.
 type semas struct {
 	mu sync.Mutex // guards m
-	m  map[string]chan struct{}
+	m  map[string]*sema
 }
 
-func (s *semas) get(name string, count int) chan struct{} {
+type sema struct {
+	held, count int
+	wake        chan struct{} // closed and replaced when held or count change
+}
+
+func (s *semas) getLocked(name string) *sema {
+	if s.m == nil {
+		s.m = map[string]*sema{}
+	}
+	x, ok := s.m[name]
+	if !ok {
+		x = &sema{count: 1, wake: make(chan struct{})}
+		s.m[name] = x
+	}
+	return x
+}
+
+func (x *sema) wakeLocked() {
+	close(x.wake)
+	x.wake = make(chan struct{})
+}
+
+// setCounts gives each name its count in the graph being swapped in.
+func (s *semas) setCounts(counts map[string]int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[string]chan struct{}{}
+	for name, c := range counts {
+		x := s.getLocked(name)
+		if x.count != c {
+			x.count = c
+			x.wakeLocked()
+		}
 	}
-	c, ok := s.m[name]
-	if !ok {
-		c = make(chan struct{}, count)
-		s.m[name] = c
-	}
-	return c
 }
 
 // acquire takes every semaphore in list (sorted, so two vertices never wait
 // on each other) and returns the function that gives them back.
 func (s *semas) acquire(ctx context.Context, list []string) (func(), error) {
-	var held []chan struct{}
+	var held []string
 	release := func() {
-		for _, c := range held {
-			<-c
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, name := range held {
+			x := s.m[name]
+			x.held--
+			x.wakeLocked()
 		}
 	}
-	sorted := append([]string(nil), list...)
-	sort.Strings(sorted)
-	for _, spec := range sorted {
-		name, count, err := ParseSema(spec)
+	names := make([]string, 0, len(list))
+	for _, spec := range list {
+		name, _, err := ParseSema(spec)
 		if err != nil {
-			release()
 			return nil, err
 		}
-		c := s.get(name, count)
-		select {
-		case c <- struct{}{}:
-			held = append(held, c)
-		case <-ctx.Done():
-			release()
-			return nil, ctx.Err()
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		for {
+			s.mu.Lock()
+			x := s.getLocked(name)
+			if x.held < x.count {
+				x.held++
+				s.mu.Unlock()
+				held = append(held, name)
+				break
+			}
+			wake := x.wake
+			s.mu.Unlock()
+			select {
+			case <-wake:
+			case <-ctx.Done():
+				release()
+				return nil, ctx.Err()
+			}
 		}
 	}
 	return release, nil

@@ -14,14 +14,15 @@ type Vertex struct {
 	Exported bool   // the name began with "@@": published for other hosts
 	Meta     Meta
 	Res      Res
-	// Hash identifies the declared parameters (kind, name, meta and the
-	// kind's own fields); a reload keeps a running vertex whose Hash is equal.
-	Hash string
 	// Source is where the resource was declared ("graph.yaml:12:5"), for messages.
 	Source string
 	// Grouped holds the vertices merged into this one by automatic grouping;
 	// Res then acts for all of them.
 	Grouped []*Vertex
+
+	// id is the vertex's identity, set by Compile: a reload keeps a running
+	// vertex whose id is unchanged. See identity.
+	id string
 }
 
 // String is the resource's reference as users write it: kind[name], or

@@ -52,7 +52,7 @@ func run(t *testing.T, o engine.Observer, vs ...*engine.Vertex) error {
 }
 
 func vertex(kind, name string, check func() (bool, error)) *engine.Vertex {
-	return &engine.Vertex{Kind: kind, Name: name, Meta: engine.DefaultMeta(), Res: &res{check: check}, Hash: name}
+	return &engine.Vertex{Kind: kind, Name: name, Meta: engine.DefaultMeta(), Res: &res{check: check}}
 }
 
 // scrape fetches url and parses Prometheus' text format.

@@ -51,10 +51,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil || len(again.Vertices) != len(g.Vertices) {
 			t.Fatalf("accepted once, then: %v", err)
 		}
-		for i, v := range g.Vertices {
-			if again.Vertices[i].Hash != v.Hash {
-				t.Fatalf("%s: hash differs between two parses", v)
-			}
+		for _, v := range g.Vertices {
 			p, err := Params(v.Res)
 			if err != nil {
 				t.Fatalf("%s: Params: %v", v, err)

@@ -5,9 +5,6 @@ package yamlgraph
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -377,13 +374,20 @@ func (p *parser) checkMeta(n *yaml.Node, ref string) {
 			continue
 		}
 		if err := one.Validate(); err != nil {
-			p.errorf(deref(v), ref, "%v", err)
+			if j, ok := err.(interface{ Unwrap() []error }); ok { // every bad sema entry
+				for _, e := range j.Unwrap() {
+					p.errorf(deref(v), ref, "%v", e)
+				}
+			} else {
+				p.errorf(deref(v), ref, "%v", err)
+			}
 		}
 	}
 }
 
-// NewVertex validates a decoded resource and wraps it into a vertex with
-// its Hash. It is also how collected resources enter a graph.
+// NewVertex validates a decoded resource and wraps it into a vertex (the
+// engine gives it its identity at Compile). It is also how collected
+// resources enter a graph.
 func NewVertex(kind, name string, exported bool, meta engine.Meta, res engine.Res) (*engine.Vertex, error) {
 	if i := strings.IndexFunc(name, unicode.IsControl); i >= 0 || name == "" {
 		return nil, fmt.Errorf("name %q: want printable text, not empty", short(name))
@@ -397,27 +401,7 @@ func NewVertex(kind, name string, exported bool, meta engine.Meta, res engine.Re
 	if err := res.Validate(); err != nil {
 		return nil, err
 	}
-	// JSON, not YAML: the hash only needs a canonical form, and encoding
-	// thousands of resources as YAML took a third of a one-shot run.
-	params, err := json.Marshal(res)
-	if err != nil {
-		if params, err = yaml.Marshal(res); err != nil {
-			return nil, fmt.Errorf("encode parameters: %w", err)
-		}
-	}
-	metaText, err := json.Marshal(meta)
-	if err != nil {
-		return nil, fmt.Errorf("encode meta: %w", err)
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%t\x00", kind, name, exported)
-	h.Write(metaText)
-	h.Write([]byte{0})
-	h.Write(params)
-	return &engine.Vertex{
-		Kind: kind, Name: name, Exported: exported, Meta: meta, Res: res,
-		Hash: hex.EncodeToString(h.Sum(nil)),
-	}, nil
+	return &engine.Vertex{Kind: kind, Name: name, Exported: exported, Meta: meta, Res: res}, nil
 }
 
 // Params encodes a resource's parameters as YAML, the form in which

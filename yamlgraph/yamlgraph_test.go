@@ -91,28 +91,6 @@ func TestLegacyFile(t *testing.T) {
 	}
 }
 
-// The hash changes with any parameter and stays with none.
-func TestHashFollowsParameters(t *testing.T) {
-	parse := func(src string) string {
-		t.Helper()
-		g, err := Parse("x.yaml", []byte(src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return g.Vertices[0].Hash
-	}
-	a := parse("resources: {exec: [{name: a, cmd: echo one}]}")
-	if b := parse("resources:\n  exec:\n  - name: a\n    cmd: echo one\n"); a != b {
-		t.Fatal("the same resource written differently hashed differently")
-	}
-	if c := parse("resources: {exec: [{name: a, cmd: echo two}]}"); a == c {
-		t.Fatal("a changed parameter kept the hash")
-	}
-	if d := parse("resources: {exec: [{name: a, cmd: echo one, meta: {retry: 2}}]}"); a == d {
-		t.Fatal("a changed meta parameter kept the hash")
-	}
-}
-
 func TestParamsRoundTrip(t *testing.T) {
 	g, err := Parse("x.yaml", []byte("resources: {exec: [{name: a, cmd: echo one, timeout: 5}]}"))
 	if err != nil {

@@ -275,7 +275,7 @@ func TestAutoEdges(t *testing.T) {
 			}
 			m := engine.DefaultMeta()
 			m.AutoGroup = false // edges per package; grouping is tested apart
-			vs = append(vs, &engine.Vertex{Kind: kind, Name: name, Meta: m, Res: r, Hash: kind + name})
+			vs = append(vs, &engine.Vertex{Kind: kind, Name: name, Meta: m, Res: r})
 		}
 		add("pkg", pkgC, &Pkg{})
 		add("pkg", pkgSvc, &Pkg{})

@@ -96,7 +96,7 @@ func TestCompileGroups(t *testing.T) {
 		}
 		m := engine.DefaultMeta()
 		m.AutoEdge = false // no PackageKit here
-		return &engine.Vertex{Kind: "pkg", Name: p.name, Meta: m, Res: p, Hash: p.name}
+		return &engine.Vertex{Kind: "pkg", Name: p.name, Meta: m, Res: p}
 	}
 	off := mk(newPkg("off", ""))
 	off.Meta.AutoGroup = false
