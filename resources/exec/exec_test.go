@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/test/skip"
 )
 
 func TestRunLogsOutput(t *testing.T) {
@@ -292,11 +294,11 @@ func TestEnvAndCwd(t *testing.T) {
 func TestUserAndGroup(t *testing.T) {
 	leakCheck(t)
 	if os.Getuid() != 0 {
-		t.Skip("dropping privileges needs root")
+		skip.OrFail(t, "dropping privileges needs root (running as uid %d)", os.Getuid())
 	}
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
-		t.Skip("no user nobody:", err)
+		skip.OrFail(t, "no user nobody (Debian's base-passwd has it): %v", err)
 	}
 	dir := t.TempDir()
 	// nobody must be able to reach dir (t.TempDir's parent is 0700) and write in it.
@@ -507,7 +509,7 @@ func TestWatchWithoutEvents(t *testing.T) {
 func TestEscapedProcessDoesNotHoldTheRun(t *testing.T) {
 	leakCheck(t)
 	if _, err := osexec.LookPath("setsid"); err != nil {
-		t.Skip("no setsid:", err)
+		skip.OrFail(t, "no setsid (test/setup-deps.sh installs util-linux): %v", err)
 	}
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	x, rec := newExec(t, &Exec{

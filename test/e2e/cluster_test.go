@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/test/skip"
 )
 
 func freePort(t *testing.T) int {
@@ -160,7 +162,7 @@ func TestAgentKilledAndRestarted(t *testing.T) {
 func TestClientOnlyAgentsOnEtcd34(t *testing.T) {
 	bin := os.Getenv("MGMT_TEST_ETCD_BINARY")
 	if bin == "" {
-		t.Skip("set MGMT_TEST_ETCD_BINARY to an etcd server binary (make test unpacks Debian's 3.4)")
+		skip.OrFail(t, "set MGMT_TEST_ETCD_BINARY to an etcd server binary (make test unpacks Debian's 3.4)")
 	}
 	base := t.TempDir()
 	var initial, eps []string
