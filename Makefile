@@ -24,6 +24,7 @@ deps:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags peers ./bench/desired/
 
 # Debian's etcd 3.4 server, unpacked (not installed) for the tests of
 # agents against an older external cluster.
