@@ -18,6 +18,7 @@ import (
 	"github.com/mgmtconfig/mgmt/resources/restest"
 	"github.com/mgmtconfig/mgmt/resources/svc"
 	"github.com/mgmtconfig/mgmt/test/testhost"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 func mustCheck(tb testing.TB, r *Pkg, apply, want bool) {
@@ -100,14 +101,14 @@ func TestReinstallWhileRunning(t *testing.T) {
 		}
 	})
 	installed := pkgA + " installed 1.0\n" + pkgC + " installed 1.0"
-	waitFor(t, 30*time.Second, func() bool { return status(t, h, pkgA, pkgC) == installed }, func() string {
+	wait.Until(t, 30*time.Second, func() bool { return status(t, h, pkgA, pkgC) == installed }, func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		return "not installed: " + status(t, h, pkgA, pkgC) + "; last error: " + errString(lastErr)
 	})
 	// Let the events of the installation itself (dpkg's status file,
 	// PackageKit's UpdatesChanged) run their checks.
-	waitFor(t, 10*time.Second, func() bool { return !g.busy() }, func() string { return "still checking" })
+	wait.Until(t, 10*time.Second, func() bool { return !g.busy() }, func() string { return "still checking" })
 	mu.Lock()
 	before := checks
 	mu.Unlock()
@@ -115,11 +116,11 @@ func TestReinstallWhileRunning(t *testing.T) {
 	t0 := time.Now()
 	run(t, h, "dpkg", "--remove", pkgC)
 	removed := time.Since(t0)
-	waitFor(t, 30*time.Second, func() bool { return status(t, h, pkgC) == pkgC+" installed 1.0" }, func() string {
+	wait.Until(t, 30*time.Second, func() bool { return status(t, h, pkgC) == pkgC+" installed 1.0" }, func() string {
 		return "not reinstalled: " + status(t, h, pkgC) + "; last error: " + errString(lastErr)
 	})
 	t.Logf("dpkg --remove took %v; reinstalled %v after it started", removed.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
-	waitFor(t, 10*time.Second, func() bool { return !g.busy() }, func() string { return "still checking" })
+	wait.Until(t, 10*time.Second, func() bool { return !g.busy() }, func() string { return "still checking" })
 	mu.Lock()
 	defer mu.Unlock()
 	if n := checks - before; n < 1 || n > 5 {
@@ -140,17 +141,6 @@ func errString(err error) string {
 // busy reports whether Watch has seen something that no check has looked
 // at since: a check is due or under way.
 func (r *Pkg) busy() bool { return r.clean.Load() != r.gen.Load()+1 }
-
-func waitFor(tb testing.TB, d time.Duration, cond func() bool, msg func() string) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatal(msg())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // newest: an older version installed by hand is updated, in an
 // UpdatePackages transaction.
@@ -365,7 +355,7 @@ func online(t *testing.T, h *testhost.Host) {
 	} {
 		run(t, h, argv...)
 	}
-	waitFor(t, 10*time.Second, func() bool { return networkState(t, h) >= pkNetworkOnline },
+	wait.Until(t, 10*time.Second, func() bool { return networkState(t, h) >= pkNetworkOnline },
 		func() string { return fmt.Sprintf("PackageKit's NetworkState is %d, not online", networkState(t, h)) })
 }
 
@@ -378,7 +368,7 @@ func offline(t *testing.T, h *testhost.Host) {
 	ctx := testCtx(t, 10*time.Second)
 	h.Run(ctx, "ip", "link", "del", "mgmt-v0")
 	h.Run(ctx, "ip", "route", "del", "default")
-	waitFor(t, 10*time.Second, func() bool { return networkState(t, h) == pkNetworkOffline },
+	wait.Until(t, 10*time.Second, func() bool { return networkState(t, h) == pkNetworkOffline },
 		func() string { return fmt.Sprintf("PackageKit's NetworkState is %d, not offline", networkState(t, h)) })
 }
 
