@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 RACE     ?= -race
 TESTTIME ?= 30m
 
-.PHONY: all build run test fixtures test-unit deps vet fuzz bench bench-quick clean
+.PHONY: all build run test fixtures test-unit deps vet fuzz peers bench bench-quick clean
 
 all: build
 
@@ -24,6 +24,7 @@ deps:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags peers ./bench/desired/
 
 # Debian's etcd 3.4 server, unpacked (not installed) for the tests of
 # agents against an older external cluster.
@@ -54,13 +55,20 @@ fuzz:
 test-unit:
 	$(GO) test -count=1 -short ./...
 
-# make bench: the Go benchmarks of every package, then the side-by-side
+# make bench: the peers' tests (below), the Go benchmarks of every package, then the side-by-side
 # comparison with Puppet, Ansible, CFEngine, pkcon and apt-get
 # (bench/cmd/compare, which installs the peers when missing), which writes
 # docs/benchmarks.md. make bench-quick: a subset of both, in under 2 minutes.
 COMPARE := $(GO) run ./bench/cmd/compare -mgmt ./mgmt -out docs/benchmarks.md
 
-bench: deps build
+# peers: installs Puppet, Ansible and CFEngine when missing, then runs the
+# tests that need them (built only with -tags peers: plain `go test ./...`
+# neither runs nor skips them), which fail if a peer is missing.
+peers:
+	$(GO) run ./bench/cmd/compare -install-peers
+	$(GO) test -tags peers -count=1 -run '^TestFilesPeers$$' -v ./bench/desired/
+
+bench: deps build peers
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -timeout 60m ./... | tee bench.out
 	$(COMPARE) -made-by 'make bench'
 

@@ -5,13 +5,16 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/test/leakcheck"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 // fake is a resource whose behaviour the test sets through function fields.
@@ -242,14 +245,14 @@ func TestDriftRechecksAndNotifies(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx, g) }()
-	waitFor(t, func() bool { return child.checks.Load() == 1 })
+	wait.For(t, 5*time.Second, "the child's first check", func() bool { return child.checks.Load() == 1 })
 	close(drift)
 	select {
 	case <-refreshed:
 	case <-time.After(5 * time.Second):
 		t.Fatal("child not refreshed after the parent changed")
 	}
-	waitFor(t, func() bool { return parent.checks.Load() == 2 && child.checks.Load() == 2 })
+	wait.For(t, 5*time.Second, "a second check of parent and child", func() bool { return parent.checks.Load() == 2 && child.checks.Load() == 2 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -265,12 +268,12 @@ func TestSwapKeepsUnchangedVertices(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx, graphOf(t, []*Vertex{vtx("keep", keep), vtx("drop", drop)})) }()
-	waitFor(t, func() bool { return keep.checks.Load() == 1 && drop.checks.Load() == 1 })
+	wait.For(t, 5*time.Second, "the first checks of keep and drop", func() bool { return keep.checks.Load() == 1 && drop.checks.Load() == 1 })
 
 	added := &fake{}
 	keep2 := &fake{} // same kind, name and hash: the running one stays
 	e.Swap(graphOf(t, []*Vertex{vtx("keep", keep2), vtx("added", added)}))
-	waitFor(t, func() bool { return added.checks.Load() == 1 })
+	wait.For(t, 5*time.Second, "the added vertex's first check", func() bool { return added.checks.Load() == 1 })
 	if drop.closed.Load() != 1 {
 		t.Fatal("the removed vertex was not closed")
 	}
@@ -330,26 +333,10 @@ func TestCycleIsRefusedWithNames(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	waitWithin(t, 5*time.Second, cond)
-}
-
-func waitWithin(t *testing.T, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", limit)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // Stopping a run of 10,000 vertices closes every resource and leaves no
 // goroutine behind.
 func TestShutdownLeavesNothing(t *testing.T) {
-	before := runtime.NumGoroutine()
+	before := leakcheck.Take()
 	var vs []*Vertex
 	var fakes []*fake
 	for i := 0; i < 10000; i++ {
@@ -363,7 +350,7 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx, g) }()
 	// Generous: the race detector on a busy machine is slow to start 10,000.
-	waitWithin(t, 2*time.Minute, func() bool {
+	wait.For(t, 2*time.Minute, "10,000 vertices converged", func() bool {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		return e.converged == len(vs)
@@ -379,7 +366,9 @@ func TestShutdownLeavesNothing(t *testing.T) {
 			t.Fatalf("vertex %d closed %d times", i, f.closed.Load())
 		}
 	}
-	waitWithin(t, 30*time.Second, func() bool { return runtime.NumGoroutine() <= before })
+	if left := before.Left(30 * time.Second); len(left) > 0 {
+		t.Fatalf("%d goroutines left after the run:\n%s", len(left), strings.Join(left[:min(len(left), 5)], "\n\n"))
+	}
 }
 
 // A check that ignores its context and hangs is left behind once its meta

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mgmtconfig/mgmt/test/leakcheck"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 // closeOrder is a resource whose CheckApply ignores its context until
@@ -78,7 +79,7 @@ func TestRetryTimerStoppedOnStop(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx, graphOf(t, []*Vertex{v})) }()
 	var timer *time.Timer
-	waitFor(t, func() bool {
+	wait.For(t, 10*time.Second, "the retry timer set", func() bool {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		for _, n := range e.nodes {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 // A check that hangs until its context ends is failed by meta timeout; a
@@ -35,7 +37,7 @@ func TestTimeoutFailsHangingCheckOnly(t *testing.T) {
 
 	// While the hanging check is under way, the other vertex converges.
 	<-entered
-	waitFor(t, func() bool { return other.checks.Load() == 1 })
+	wait.For(t, 5*time.Second, "the other vertex's first check", func() bool { return other.checks.Load() == 1 })
 	e.mu.Lock()
 	otherOK := false
 	for _, n := range e.nodes {

@@ -7,13 +7,15 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/test/leakcheck"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 const deadline = 5 * time.Second
@@ -91,7 +93,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, opts Options) *fixture {
 	t.Helper()
-	checkLeaks(t)
+	leakcheck.Check(t, deadline)
 	rec := &logRecorder{}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(rec)
@@ -124,20 +126,6 @@ func (f *fixture) barrier(t *testing.T) {
 
 func (f *fixture) path(elem ...string) string {
 	return filepath.Join(append([]string{f.root}, elem...)...)
-}
-
-// checkLeaks fails the test if it leaves goroutines behind.
-func checkLeaks(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		end := time.Now().Add(deadline)
-		for runtime.NumGoroutine() > before && time.Now().Before(end) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			t.Errorf("%d goroutines leaked", n-before)
-		}
-	})
 }
 
 func must(t *testing.T, err error) {
@@ -396,13 +384,8 @@ func TestWatchLimitFallsBackToPolling(t *testing.T) {
 
 	full.Store(false)
 	c2.wait(t, "watches becoming available again")
-	end := time.Now().Add(deadline)
-	for f.w.Polling() != 0 && time.Now().Before(end) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if got := f.w.Polling(); got != 0 {
-		t.Fatalf("Polling() = %d once watches are available, want 0", got)
-	}
+	wait.Until(t, deadline, func() bool { return f.w.Polling() == 0 },
+		func() string { return fmt.Sprintf("Polling() = %d once watches are available, want 0", f.w.Polling()) })
 	f.barrier(t)
 	c2.drain()
 	must(t, os.WriteFile(f.path("e", "f"), []byte("x"), 0o644))
@@ -458,7 +441,7 @@ func TestQueueOverflowRescans(t *testing.T) {
 }
 
 func TestCloseAndCancel(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t, deadline)
 	w, err := New(Options{})
 	must(t, err)
 	instances, _, err := CountInotify()

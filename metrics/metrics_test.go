@@ -6,13 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/metrics"
+	"github.com/mgmtconfig/mgmt/test/leakcheck"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -108,7 +108,7 @@ func value(t *testing.T, fams map[string]*dto.MetricFamily, name, kind string) f
 // A real engine run, observed, scraped over HTTP: checks, changes and
 // failures per kind, the duration histogram and the converged gauge.
 func TestServeCountsOfARun(t *testing.T) {
-	before := runtime.NumGoroutine()
+	before := leakcheck.Take()
 	srv, err := metrics.Listen("127.0.0.1:0", quiet())
 	if err != nil {
 		t.Fatal(err)
@@ -184,13 +184,8 @@ func TestServeCountsOfARun(t *testing.T) {
 		t.Fatal("the server still answers after Close")
 	}
 	http.DefaultClient.CloseIdleConnections()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Fatalf("%d goroutines left after Close:\n%s", n-before, buf[:runtime.Stack(buf, true)])
+	if left := before.Left(5 * time.Second); len(left) > 0 {
+		t.Fatalf("%d goroutines left after Close:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
 }
 

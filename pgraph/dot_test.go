@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/test/skip"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -58,7 +60,7 @@ func TestWriteDOT(t *testing.T) {
 	t.Run("graphviz accepts it", func(t *testing.T) {
 		dot, err := exec.LookPath("dot")
 		if err != nil {
-			t.Skip("graphviz dot is not installed")
+			skip.OrFail(t, "graphviz dot is not installed (test/setup-deps.sh installs graphviz): %v", err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -7,12 +7,12 @@
 set -euo pipefail
 
 PKGS=(
-	systemd          # /lib/systemd/system, PID 1 of every test host
+	systemd          # /lib/systemd/system, PID 1 of every test host; busctl
 	dbus             # the hosts' system bus
 	packagekit       # packagekitd + its apt backend, activated on the hosts' bus
 	packagekit-tools # pkcon, used by the harness's own PackageKit test
 	polkitd          # PackageKit asks polkit before it changes anything
-	util-linux       # nsenter, setpriv, unshare
+	util-linux       # nsenter, setpriv, unshare; setsid for the exec tests
 	mount            # mount, umount, pivot_root
 	coreutils        # mknod, stat, ...
 	iproute2         # ip netns, veth, bridge for multi-host tests

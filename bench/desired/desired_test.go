@@ -16,6 +16,7 @@ import (
 	"github.com/mgmtconfig/mgmt/agent"
 	"github.com/mgmtconfig/mgmt/engine"
 	_ "github.com/mgmtconfig/mgmt/resources/all"
+	"github.com/mgmtconfig/mgmt/test/skip"
 )
 
 // TestMgmtGraphsCompile: every graph the benchmarks write is one mgmt
@@ -36,7 +37,7 @@ func TestMgmtGraphsCompile(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if k, ok := kinds[name]; ok {
 				if _, ok := engine.NewRes(k); !ok {
-					t.Skipf("kind %s is not registered in this build", k)
+					t.Fatalf("kind %s is not registered: resources/all should have imported it", k)
 				}
 			}
 			f := filepath.Join(dir, name+".yaml")
@@ -123,7 +124,7 @@ func run(t *testing.T, env []string, argv ...string) {
 // second run, and repairs an edited and a removed file.
 func TestFilesShell(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("no bash")
+		skip.OrFail(t, "no bash: %v", err)
 	}
 	dir := t.TempDir()
 	f := Files{Root: filepath.Join(dir, "tree"), N: 150}
@@ -144,62 +145,6 @@ func TestFilesShell(t *testing.T) {
 	os.Remove(f.Path(140))
 	run(t, nil, "bash", script)
 	verify(t, f)
-}
-
-// TestFilesPeers applies the same small tree with each peer that is
-// installed and checks that every file holds exactly its content: the
-// peers' desired state is the one mgmt gets.
-func TestFilesPeers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs Puppet, Ansible and CFEngine")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("the peers run as root here")
-	}
-	for _, peer := range []struct{ name, cmd string }{{Puppet, "puppet"}, {Ansible, "ansible-playbook"}, {CFEngine, "cf-agent"}} {
-		t.Run(peer.name, func(t *testing.T) {
-			t.Parallel()
-			if _, err := exec.LookPath(peer.cmd); err != nil {
-				t.Skipf("%s is not installed (make bench installs it)", peer.cmd)
-			}
-			dir := t.TempDir()
-			f := Files{Root: filepath.Join(dir, "tree"), N: 3}
-			var argv, env []string
-			var gen []byte
-			switch peer.name {
-			case Puppet:
-				gen = f.Puppet()
-				p := filepath.Join(dir, "puppet")
-				argv = []string{"puppet", "apply", "--detailed-exitcodes", "--vardir", p + "/var", "--confdir", p + "/etc",
-					"--codedir", p + "/code", "--logdir", p + "/log", "--rundir", p + "/run", "--publicdir", p + "/public"}
-				env = []string{"HOME=" + dir}
-			case Ansible:
-				gen = f.Ansible()
-				argv = []string{"ansible-playbook", "-c", "local", "-i", "localhost,"}
-				env = []string{"HOME=" + dir, "ANSIBLE_HOME=" + dir + "/ansible", "ANSIBLE_LOCAL_TEMP=" + dir + "/ansible/tmp",
-					"ANSIBLE_REMOTE_TEMP=" + dir + "/ansible/rtmp", "ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3"}
-			case CFEngine:
-				gen = f.CFEngine()
-				wd := filepath.Join(dir, "cfengine")
-				os.MkdirAll(wd, 0o700)
-				if err := os.Symlink("/usr/bin", filepath.Join(wd, "bin")); err != nil {
-					t.Fatal(err)
-				}
-				env = []string{"CFENGINE_TEST_OVERRIDE_WORKDIR=" + wd}
-				run(t, env, "cf-key")
-				argv = []string{"cf-agent", "-K", "-f"}
-			}
-			m := filepath.Join(dir, "desired")
-			if err := os.WriteFile(m, gen, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			run(t, env, append(argv, m)...)
-			verify(t, f)
-			os.WriteFile(f.Path(1), []byte("edited\n"), 0o644)
-			run(t, env, append(argv, m)...)
-			verify(t, f)
-		})
-	}
 }
 
 // TestExecsShell: the floor runs the chain beside the lone command.

@@ -9,9 +9,11 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/resources/restest"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 // With creates, exec has a state on disk and passes the conformance suite:
@@ -82,12 +84,12 @@ func TestWatchCmdDrivesRuns(t *testing.T) {
 		b, _ := os.ReadFile(count)
 		return strings.Count(string(b), "run\n")
 	}
-	eventually(t, "the first run", func() bool { return runs() == 1 })
+	wait.For(t, 5*time.Second, "the first run", func() bool { return runs() == 1 })
 	for i := 2; i <= 4; i++ {
 		if _, err := w.WriteString("changed\n"); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "a run for the event", func() bool { return runs() == i })
+		wait.For(t, 5*time.Second, "a run for the event", func() bool { return runs() == i })
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/test/skip"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 func TestRunLogsOutput(t *testing.T) {
@@ -124,7 +127,7 @@ func TestTimeoutKillsGroup(t *testing.T) {
 			}
 			// SIGKILL is sent; dying takes the kernel a moment.
 			pid := readPid(t, pidFile)
-			eventually(t, "the child to die", func() bool { return !alive(pid) })
+			wait.For(t, 5*time.Second, "the child to die", func() bool { return !alive(pid) })
 		})
 	}
 }
@@ -149,7 +152,7 @@ func TestCancelKillsGroup(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("CheckApply did not return after cancel")
 	}
-	eventually(t, "the child to die", func() bool { return !alive(pid) })
+	wait.For(t, 5*time.Second, "the child to die", func() bool { return !alive(pid) })
 }
 
 // What a command leaves running in its process group when it exits is
@@ -169,7 +172,7 @@ func TestLeftoversKilledAfterExit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the background child to die", func() bool { return !alive(pid) })
+	wait.For(t, 5*time.Second, "the background child to die", func() bool { return !alive(pid) })
 }
 
 func TestIfCmd(t *testing.T) {
@@ -294,11 +297,11 @@ func TestEnvAndCwd(t *testing.T) {
 func TestUserAndGroup(t *testing.T) {
 	leakCheck(t)
 	if os.Getuid() != 0 {
-		t.Skip("dropping privileges needs root")
+		skip.OrFail(t, "dropping privileges needs root (running as uid %d)", os.Getuid())
 	}
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
-		t.Skip("no user nobody:", err)
+		skip.OrFail(t, "no user nobody (Debian's base-passwd has it): %v", err)
 	}
 	dir := t.TempDir()
 	// nobody must be able to reach dir (t.TempDir's parent is 0700) and write in it.
@@ -416,8 +419,8 @@ func TestWatchCmdLinesAreEvents(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- x.Watch(ctx, ev) }()
 	pid := readPid(t, pidFile)
-	eventually(t, "three Dirty calls", func() bool { return ev.dirty.Load() >= 3 })
-	eventually(t, "stderr logged", func() bool { return len(rec.records("watchcmd output")) == 3 })
+	wait.For(t, 5*time.Second, "three Dirty calls", func() bool { return ev.dirty.Load() >= 3 })
+	wait.For(t, 5*time.Second, "stderr logged", func() bool { return len(rec.records("watchcmd output")) == 3 })
 	if ev.running.Load() != 1 || ev.dirty.Load() != 3 {
 		t.Fatalf("Running %d, Dirty %d; want 1 and 3 (stderr lines are not events)", ev.running.Load(), ev.dirty.Load())
 	}
@@ -430,7 +433,7 @@ func TestWatchCmdLinesAreEvents(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Watch did not return after cancel")
 	}
-	eventually(t, "the watchcmd to die", func() bool { return !alive(pid) })
+	wait.For(t, 5*time.Second, "the watchcmd to die", func() bool { return !alive(pid) })
 }
 
 func TestWatchCmdExiting(t *testing.T) {
@@ -471,7 +474,7 @@ func TestPollInt(t *testing.T) {
 		done := make(chan error, 1)
 		start := time.Now()
 		go func() { done <- x.Watch(ctx, ev) }()
-		eventually(t, "three polls", func() bool { return ev.dirty.Load() >= 3 })
+		wait.For(t, 5*time.Second, "three polls", func() bool { return ev.dirty.Load() >= 3 })
 		if elapsed := time.Since(start); elapsed < 60*time.Millisecond {
 			t.Errorf("watchcmd %q: 3 polls in %v, less than 3 intervals", watchcmd, elapsed)
 		}
@@ -491,7 +494,7 @@ func TestWatchWithoutEvents(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- x.Watch(ctx, ev) }()
-	eventually(t, "Running", func() bool { return ev.running.Load() == 1 })
+	wait.For(t, 5*time.Second, "Running", func() bool { return ev.running.Load() == 1 })
 	select {
 	case err := <-done:
 		t.Fatalf("Watch returned %v before ctx ended", err)
@@ -509,7 +512,7 @@ func TestWatchWithoutEvents(t *testing.T) {
 func TestEscapedProcessDoesNotHoldTheRun(t *testing.T) {
 	leakCheck(t)
 	if _, err := osexec.LookPath("setsid"); err != nil {
-		t.Skip("no setsid:", err)
+		skip.OrFail(t, "no setsid (test/setup-deps.sh installs util-linux): %v", err)
 	}
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	x, rec := newExec(t, &Exec{

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 // TestMain makes the test process a child subreaper, so that every process
@@ -86,18 +87,6 @@ func alive(pid int) bool {
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	return len(f) > 0 && f[0] != "Z"
-}
-
-// eventually fails t unless cond becomes true within 5 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // record is one logged line, its message and attributes as text.
@@ -173,7 +162,7 @@ func (e *events) Dirty()   { e.dirty.Add(1) }
 func readPid(t *testing.T, path string) int {
 	t.Helper()
 	var pid int
-	eventually(t, "a pid in "+path, func() bool {
+	wait.For(t, 5*time.Second, "a pid in "+path, func() bool {
 		b, err := os.ReadFile(path)
 		if err != nil || !strings.HasSuffix(string(b), "\n") {
 			return false

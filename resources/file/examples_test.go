@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mgmtconfig/mgmt/resources/restest"
+	"github.com/mgmtconfig/mgmt/test/skip"
 	"github.com/mgmtconfig/mgmt/yamlgraph"
 )
 
@@ -35,7 +36,7 @@ func TestExamples(t *testing.T) {
 					t.Fatalf("%s: path %s is not under /tmp", v.Name, r.Path)
 				}
 				if os.Getuid() != 0 && (r.Owner != "" || r.Group != "") {
-					t.Skip("owners need root")
+					skip.OrFail(t, "owners need root (running as uid %d)", os.Getuid())
 				}
 				r.Path = root + strings.TrimPrefix(r.Path, "/tmp")
 				if strings.HasPrefix(r.Source, "/tmp/") {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/resources/restest"
+	"github.com/mgmtconfig/mgmt/test/skip"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 )
@@ -34,7 +35,7 @@ func must(t testing.TB, err error) {
 
 func needRoot(t *testing.T) {
 	if os.Getuid() != 0 {
-		t.Skip("needs root to change owners")
+		skip.OrFail(t, "needs root to change owners (running as uid %d)", os.Getuid())
 	}
 }
 

@@ -3,11 +3,12 @@ package file
 import (
 	"fmt"
 	"os"
-	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mgmtconfig/mgmt/fswatch"
+	"github.com/mgmtconfig/mgmt/test/leakcheck"
 )
 
 // TestMain fails the run if goroutines are left behind: every Watch and
@@ -19,16 +20,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	before := runtime.NumGoroutine()
+	before := leakcheck.Take()
 	code := m.Run()
 	if code == 0 {
-		end := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(end) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<20)
-			fmt.Fprintf(os.Stderr, "%d goroutines leaked:\n%s\n", n-before, buf[:runtime.Stack(buf, true)])
+		if left := before.Left(5 * time.Second); len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "%d goroutines leaked:\n%s\n", len(left), strings.Join(left, "\n\n"))
 			code = 1
 		}
 	}

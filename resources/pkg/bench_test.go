@@ -11,6 +11,7 @@ import (
 	"github.com/mgmtconfig/mgmt/resources/pkg/packagekit"
 	"github.com/mgmtconfig/mgmt/resources/restest"
 	"github.com/mgmtconfig/mgmt/test/testhost"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 var benchPkgs = []string{pkgA, pkgC, pkgSvc}
@@ -125,7 +126,7 @@ func BenchmarkCheckInstalled(b *testing.B) {
 	b.StopTimer()
 	running := mk()
 	restest.Loop(b, running, nil)
-	waitFor(b, 30*time.Second, func() bool { return !running.busy() }, func() string { return "the running check never settled" })
+	wait.Until(b, 30*time.Second, func() bool { return !running.busy() }, func() string { return "the running check never settled" })
 	b.StartTimer()
 	for i := 0; i < b.N; i++ {
 		warm = append(warm, timed(b, check(running)))

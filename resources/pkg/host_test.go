@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/mgmtconfig/mgmt/resources/restest"
 	"github.com/mgmtconfig/mgmt/resources/svc"
 	"github.com/mgmtconfig/mgmt/test/testhost"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 func mustCheck(tb testing.TB, r *Pkg, apply, want bool) {
@@ -99,14 +101,14 @@ func TestReinstallWhileRunning(t *testing.T) {
 		}
 	})
 	installed := pkgA + " installed 1.0\n" + pkgC + " installed 1.0"
-	waitFor(t, 30*time.Second, func() bool { return status(t, h, pkgA, pkgC) == installed }, func() string {
+	wait.Until(t, 30*time.Second, func() bool { return status(t, h, pkgA, pkgC) == installed }, func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		return "not installed: " + status(t, h, pkgA, pkgC) + "; last error: " + errString(lastErr)
 	})
 	// Let the events of the installation itself (dpkg's status file,
 	// PackageKit's UpdatesChanged) run their checks.
-	waitFor(t, 10*time.Second, func() bool { return !g.busy() }, func() string { return "still checking" })
+	wait.Until(t, 10*time.Second, func() bool { return !g.busy() }, func() string { return "still checking" })
 	mu.Lock()
 	before := checks
 	mu.Unlock()
@@ -114,11 +116,11 @@ func TestReinstallWhileRunning(t *testing.T) {
 	t0 := time.Now()
 	run(t, h, "dpkg", "--remove", pkgC)
 	removed := time.Since(t0)
-	waitFor(t, 30*time.Second, func() bool { return status(t, h, pkgC) == pkgC+" installed 1.0" }, func() string {
+	wait.Until(t, 30*time.Second, func() bool { return status(t, h, pkgC) == pkgC+" installed 1.0" }, func() string {
 		return "not reinstalled: " + status(t, h, pkgC) + "; last error: " + errString(lastErr)
 	})
 	t.Logf("dpkg --remove took %v; reinstalled %v after it started", removed.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
-	waitFor(t, 10*time.Second, func() bool { return !g.busy() }, func() string { return "still checking" })
+	wait.Until(t, 10*time.Second, func() bool { return !g.busy() }, func() string { return "still checking" })
 	mu.Lock()
 	defer mu.Unlock()
 	if n := checks - before; n < 1 || n > 5 {
@@ -139,17 +141,6 @@ func errString(err error) string {
 // busy reports whether Watch has seen something that no check has looked
 // at since: a check is due or under way.
 func (r *Pkg) busy() bool { return r.clean.Load() != r.gen.Load()+1 }
-
-func waitFor(tb testing.TB, d time.Duration, cond func() bool, msg func() string) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatal(msg())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // newest: an older version installed by hand is updated, in an
 // UpdatePackages transaction.
@@ -257,7 +248,7 @@ func TestAutoEdges(t *testing.T) {
 	purge(t, h, pkgC, pkgSvc)
 	t.Cleanup(func() { purge(t, h, pkgC, pkgSvc) })
 	aptInstall(t, h, pkgC)
-	h.Run(testCtx(t, 10*time.Second), "ip", "route", "del", "default") // offline, if an earlier run left it online
+	offline(t, h) // if an earlier run left it online
 	t.Cleanup(forgetFiles)
 
 	compile := func(t *testing.T) (string, string) {
@@ -348,17 +339,15 @@ Edges(2):
 }
 
 // online gives the host a default route (through a veth pair inside its
-// own network namespace, going nowhere), so that PackageKit considers
-// itself online; the route is removed at the end of the test.
+// own network namespace, going nowhere) and waits until PackageKit
+// considers itself online; the pair is removed at the end of the test, and
+// PackageKit is waited for to see it offline again.
 func online(t *testing.T, h *testhost.Host) {
 	t.Helper()
-	ctx := testCtx(t, 10*time.Second)
-	h.Run(ctx, "ip", "link", "del", "mgmt-v0")
-	if _, err := h.Run(ctx, "ip", "link", "add", "mgmt-v0", "type", "veth", "peer", "name", "mgmt-v1"); err != nil {
-		t.Skipf("no veth pair in the test host to take PackageKit online: %v", err)
-	}
-	t.Cleanup(func() { h.Run(context.Background(), "ip", "link", "del", "mgmt-v0") })
+	h.Run(testCtx(t, 10*time.Second), "ip", "link", "del", "mgmt-v0") // left by a run that was killed
+	t.Cleanup(func() { offline(t, h) })
 	for _, argv := range [][]string{
+		{"ip", "link", "add", "mgmt-v0", "type", "veth", "peer", "name", "mgmt-v1"},
 		{"ip", "link", "set", "mgmt-v0", "up"},
 		{"ip", "link", "set", "mgmt-v1", "up"},
 		{"ip", "addr", "add", "10.250.0.1/24", "dev", "mgmt-v0"},
@@ -366,6 +355,40 @@ func online(t *testing.T, h *testhost.Host) {
 	} {
 		run(t, h, argv...)
 	}
+	wait.Until(t, 10*time.Second, func() bool { return networkState(t, h) >= pkNetworkOnline },
+		func() string { return fmt.Sprintf("PackageKit's NetworkState is %d, not online", networkState(t, h)) })
+}
+
+// offline removes the host's default route and the veth pair of online,
+// and waits until PackageKit has seen it: its network monitor learns of
+// route changes asynchronously, and a check made before that still finds
+// it online.
+func offline(t *testing.T, h *testhost.Host) {
+	t.Helper()
+	ctx := testCtx(t, 10*time.Second)
+	h.Run(ctx, "ip", "link", "del", "mgmt-v0")
+	h.Run(ctx, "ip", "route", "del", "default")
+	wait.Until(t, 10*time.Second, func() bool { return networkState(t, h) == pkNetworkOffline },
+		func() string { return fmt.Sprintf("PackageKit's NetworkState is %d, not offline", networkState(t, h)) })
+}
+
+// PackageKit's PkNetworkEnum: unknown, offline, online, then kinds of
+// online (wired, wifi, mobile).
+const (
+	pkNetworkOffline = 1
+	pkNetworkOnline  = 2
+)
+
+// networkState is PackageKit's NetworkState property, read inside the host.
+func networkState(t *testing.T, h *testhost.Host) int {
+	t.Helper()
+	out := run(t, h, "busctl", "get-property", "org.freedesktop.PackageKit", "/org/freedesktop/PackageKit",
+		"org.freedesktop.PackageKit", "NetworkState")
+	var n int
+	if _, err := fmt.Sscanf(out, "u %d", &n); err != nil {
+		t.Fatalf("NetworkState: %q: %v", out, err)
+	}
+	return n
 }
 
 // PackageKit's errors fail the check with PackageKit's own code and

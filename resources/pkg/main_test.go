@@ -79,7 +79,8 @@ func TestMain(m *testing.M) {
 // package database is watched. It skips the test where hosts cannot run.
 func host(tb testing.TB) *testhost.Host {
 	tb.Helper()
-	testhost.RequireTools(tb, "dpkg-deb", "dpkg-scanpackages")
+	// ip: the veth pair that takes PackageKit online; busctl: its NetworkState.
+	testhost.RequireTools(tb, "dpkg-deb", "dpkg-scanpackages", "ip", "busctl")
 	shared.once.Do(func() {
 		shared.dir, shared.err = os.MkdirTemp("", "mgmt-pkg-repo-")
 		if shared.err != nil {

@@ -179,18 +179,6 @@ func (e *host) job(call func(context.Context, string, string, chan<- string) (in
 	}
 }
 
-// waitFor waits until cond holds, failing the test with msg after d.
-func waitFor(t testing.TB, d time.Duration, cond func() bool, msg func() string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal(msg())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // newSvc returns a validated and initialised resource named name.
 func newSvc(t testing.TB, name string, r *Svc) *Svc {
 	t.Helper()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/resources/restest"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 // The conformance suite on a service that must run and be enabled: it is
@@ -96,7 +97,7 @@ func TestRepairInLoop(t *testing.T) {
 	r := newSvc(t, "mgmt-test-loop", &Svc{State: StateRunning})
 	var l loop
 	restest.Loop(t, r, l.report)
-	waitFor(t, 10*time.Second, func() bool { return e.active(name) == "active" }, func() string { return name + " was not started" })
+	wait.Until(t, 10*time.Second, func() bool { return e.active(name) == "active" }, func() string { return name + " was not started" })
 
 	for _, drift := range []struct {
 		name string
@@ -108,7 +109,7 @@ func TestRepairInLoop(t *testing.T) {
 		before := e.invocation(name)
 		t0 := time.Now()
 		drift.do()
-		waitFor(t, 10*time.Second, func() bool {
+		wait.Until(t, 10*time.Second, func() bool {
 			return e.active(name) == "active" && e.invocation(name) != before
 		}, func() string { return drift.name + ": " + name + " was not started again: " + e.active(name) })
 		t.Logf("%s: running again %v after the command began", drift.name, time.Since(t0).Round(time.Millisecond))
@@ -166,7 +167,7 @@ func TestCrashingUnit(t *testing.T) {
 		}
 		return 0
 	}
-	waitFor(t, 10*time.Second, func() bool { return refused() > 0 },
+	wait.Until(t, 10*time.Second, func() bool { return refused() > 0 },
 		func() string { return "no refused start reported; errors:" + errorsString(l.errors()) })
 	n := refused()
 	// Soon nothing happens any more: a refused start changes no state, so
@@ -253,10 +254,10 @@ func TestBusRestart(t *testing.T) {
 	e.writeUnit(name, unit(sleeper))
 	r := newSvc(t, "mgmt-test-bus", &Svc{State: StateRunning})
 	restest.Loop(t, r, nil)
-	waitFor(t, 10*time.Second, func() bool { return e.active(name) == "active" }, func() string { return name + " was not started" })
+	wait.Until(t, 10*time.Second, func() bool { return e.active(name) == "active" }, func() string { return name + " was not started" })
 	first := r.b
 	e.run("systemctl", "restart", "dbus.service")
-	waitFor(t, 10*time.Second, func() bool {
+	wait.Until(t, 10*time.Second, func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.b != first && r.b != nil
@@ -270,6 +271,6 @@ func TestBusRestart(t *testing.T) {
 	e.sd = sd
 	before := e.invocation(name)
 	e.run("systemctl", "stop", name)
-	waitFor(t, 10*time.Second, func() bool { return e.active(name) == "active" && e.invocation(name) != before },
+	wait.Until(t, 10*time.Second, func() bool { return e.active(name) == "active" && e.invocation(name) != before },
 		func() string { return name + " was not started again after the bus came back" })
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mgmtconfig/mgmt/test/testhost"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 // e2eGraph is a service whose unit file and three config files mgmt
@@ -76,7 +77,7 @@ func TestMgmtInHost(t *testing.T) {
 	show := func(prop string) string { return e.systemctl("show", "-P", prop, name) }
 	wait := func(what string, cond func() bool) {
 		t.Helper()
-		waitFor(t, 30*time.Second, cond, func() string {
+		wait.Until(t, 30*time.Second, cond, func() string {
 			return fmt.Sprintf("%s: %s is %s, starts %q; mgmt's log:\n%s", what, name, e.state(name), starts(), p.Output())
 		})
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/resources/restest"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 // refreshUnit counts its starts and reloads in files inside the host.
@@ -169,7 +170,7 @@ func TestSharedConnection(t *testing.T) {
 		restest.Loop(t, r, nil)
 	}
 	for _, n := range names {
-		waitFor(t, 10*time.Second, func() bool { return e.active(n+".service") == "active" }, func() string { return n + " not started" })
+		wait.Until(t, 10*time.Second, func() bool { return e.active(n+".service") == "active" }, func() string { return n + " not started" })
 	}
 	busesMu.Lock()
 	b := buses[e.h.SystemBusAddress()]
@@ -192,7 +193,7 @@ func TestSharedConnection(t *testing.T) {
 	// Each unit's signals reach its resource only: stop one, the others stay.
 	inv := e.invocation("mgmt-test-b.service")
 	e.run("systemctl", "stop", "mgmt-test-a.service")
-	waitFor(t, 10*time.Second, func() bool { return e.active("mgmt-test-a.service") == "active" }, func() string { return "a not started again" })
+	wait.Until(t, 10*time.Second, func() bool { return e.active("mgmt-test-a.service") == "active" }, func() string { return "a not started again" })
 	if e.invocation("mgmt-test-b.service") != inv {
 		t.Error("b was restarted")
 	}

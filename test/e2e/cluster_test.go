@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/test/skip"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 func freePort(t *testing.T) int {
@@ -74,7 +77,7 @@ func TestExportedResourcesThreeHosts(t *testing.T) {
 		// An agent applies its graph only once it is in the cluster, so its
 		// first file means the next one can join: etcd takes one learner at
 		// a time.
-		waitFor(t, "host "+h+" in the cluster", func() bool { return strings.Contains(listDir(dir), "f1"+h) })
+		wait.For(t, 10*time.Second, "host "+h+" in the cluster", func() bool { return strings.Contains(listDir(dir), "f1"+h) })
 	}
 	want := map[string]string{
 		"a": "f1a f2a f3a f3b f3c f4a f4b f4c",
@@ -84,12 +87,8 @@ func TestExportedResourcesThreeHosts(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for _, h := range hosts {
 		dir := filepath.Join(base, "mgmt"+strings.ToUpper(h))
-		for listDir(dir) != want[h] {
-			if time.Now().After(deadline) {
-				t.Fatalf("host %s holds %q, want %q", h, listDir(dir), want[h])
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		wait.Until(t, time.Until(deadline), func() bool { return listDir(dir) == want[h] },
+			func() string { return fmt.Sprintf("host %s holds %q, want %q", h, listDir(dir), want[h]) })
 	}
 	if got := readFile(filepath.Join(base, "mgmtA", "f3b")); got != "i am f3 from b\n" {
 		t.Fatalf("collected f3b holds %q", got)
@@ -138,11 +137,11 @@ func TestAgentKilledAndRestarted(t *testing.T) {
 	seed := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	start(t, "run", "--file", ga, "--hostname", "a", "--prefix", filepath.Join(base, "pa"),
 		"--client-urls", seed, "--server-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
-	waitFor(t, "host a up", func() bool { return listDir(dirA) == "f1a f2a f3a f4a" })
+	wait.For(t, 10*time.Second, "host a up", func() bool { return listDir(dirA) == "f1a f2a f3a f4a" })
 	bArgs := []string{"run", "--file", gb, "--hostname", "b", "--prefix", filepath.Join(base, "pb"), "--seeds", seed,
 		"--client-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "--server-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
 	b := start(t, bArgs...)
-	waitFor(t, "b's exports at a", func() bool { return listDir(dirA) == "f1a f2a f3a f3b f4a f4b" })
+	wait.For(t, 10*time.Second, "b's exports at a", func() bool { return listDir(dirA) == "f1a f2a f3a f3b f4a f4b" })
 	b.cmd.Process.Kill()
 	b.wait(t, 10*time.Second)
 
@@ -151,8 +150,8 @@ func TestAgentKilledAndRestarted(t *testing.T) {
 		fmt.Sprintf("  - name: \"@@file5b\"\n    path: %s/f5b\n    content: \"five\\n\"\ncollect:", dirB), 1)), 0o644)
 	os.Remove(filepath.Join(dirB, "f1b"))
 	start(t, bArgs...)
-	waitFor(t, "b converged again", func() bool { return listDir(dirB) == "f1b f2b f3a f3b f4a f4b f5b" })
-	waitFor(t, "b's new export at a", func() bool { return listDir(dirA) == "f1a f2a f3a f3b f4a f4b f5b" })
+	wait.For(t, 10*time.Second, "b converged again", func() bool { return listDir(dirB) == "f1b f2b f3a f3b f4a f4b f5b" })
+	wait.For(t, 10*time.Second, "b's new export at a", func() bool { return listDir(dirA) == "f1a f2a f3a f3b f4a f4b f5b" })
 }
 
 // Agents as clients only (--no-server) of a three-member cluster of
@@ -160,7 +159,7 @@ func TestAgentKilledAndRestarted(t *testing.T) {
 func TestClientOnlyAgentsOnEtcd34(t *testing.T) {
 	bin := os.Getenv("MGMT_TEST_ETCD_BINARY")
 	if bin == "" {
-		t.Skip("set MGMT_TEST_ETCD_BINARY to an etcd server binary (make test unpacks Debian's 3.4)")
+		skip.OrFail(t, "set MGMT_TEST_ETCD_BINARY to an etcd server binary (make test unpacks Debian's 3.4)")
 	}
 	base := t.TempDir()
 	var initial, eps []string
@@ -190,6 +189,6 @@ func TestClientOnlyAgentsOnEtcd34(t *testing.T) {
 		want[dir] = fmt.Sprintf("f1%[1]s f2%[1]s f3a f3b f3c f4a f4b f4c", h)
 	}
 	for dir, w := range want {
-		waitFor(t, dir+" complete", func() bool { return listDir(dir) == w })
+		wait.For(t, 10*time.Second, dir+" complete", func() bool { return listDir(dir) == w })
 	}
 }

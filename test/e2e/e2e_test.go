@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 var bin string
@@ -89,17 +91,6 @@ func writeGraph(t *testing.T, dir, text string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func readFile(p string) string {
@@ -258,23 +249,23 @@ func TestDriftRepairAndReload(t *testing.T) {
 	}
 	g := writeGraph(t, dir, graph(""))
 	a := start(t, "run", "--file", g)
-	waitFor(t, "f1 created", func() bool { return readFile(f1) == "one\n" })
+	wait.For(t, 10*time.Second, "f1 created", func() bool { return readFile(f1) == "one\n" })
 
 	os.Remove(f1)
-	waitFor(t, "f1 restored after delete", func() bool { return readFile(f1) == "one\n" })
+	wait.For(t, 10*time.Second, "f1 restored after delete", func() bool { return readFile(f1) == "one\n" })
 	os.WriteFile(f1, []byte("tampered"), 0o644)
-	waitFor(t, "f1 restored after edit", func() bool { return readFile(f1) == "one\n" })
+	wait.For(t, 10*time.Second, "f1 restored after edit", func() bool { return readFile(f1) == "one\n" })
 
 	// A new valid graph: f2 appears.
 	f2 := filepath.Join(dir, "f2")
 	writeGraph(t, dir, graph(fmt.Sprintf("  - name: f2\n    path: %s\n    content: \"two\\n\"\n", f2)))
-	waitFor(t, "f2 created by the reloaded graph", func() bool { return readFile(f2) == "two\n" })
+	wait.For(t, 10*time.Second, "f2 created by the reloaded graph", func() bool { return readFile(f2) == "two\n" })
 
 	// An invalid graph is refused; the running one keeps working.
 	writeGraph(t, dir, graph("  - name: f3\n    path: relative/path\n"))
-	waitFor(t, "the invalid graph to be reported", func() bool { return strings.Contains(a.out.String(), "new graph refused") })
+	wait.For(t, 10*time.Second, "the invalid graph to be reported", func() bool { return strings.Contains(a.out.String(), "new graph refused") })
 	os.Remove(f2)
-	waitFor(t, "f2 still managed after an invalid reload", func() bool { return readFile(f2) == "two\n" })
+	wait.For(t, 10*time.Second, "f2 still managed after an invalid reload", func() bool { return readFile(f2) == "two\n" })
 
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -334,12 +325,12 @@ func TestSighupReloads(t *testing.T) {
 	f1, f2 := filepath.Join(dir, "f1"), filepath.Join(dir, "f2")
 	g := writeGraph(t, dir, fmt.Sprintf("resources:\n  file:\n  - name: f1\n    path: %s\n    content: one\n", f1))
 	a := start(t, "run", "--file", g, "--no-watch")
-	waitFor(t, "f1", func() bool { return readFile(f1) == "one" })
+	wait.For(t, 10*time.Second, "f1", func() bool { return readFile(f1) == "one" })
 	writeGraph(t, dir, fmt.Sprintf("resources:\n  file:\n  - name: f2\n    path: %s\n    content: two\n", f2))
 	if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "f2 after SIGHUP", func() bool { return readFile(f2) == "two" })
+	wait.For(t, 10*time.Second, "f2 after SIGHUP", func() bool { return readFile(f2) == "two" })
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	if code := a.wait(t, 5*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)

@@ -4,7 +4,10 @@ package leakcheck
 import (
 	"runtime"
 	"strings"
+	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 // Snapshot is the set of goroutines running at one moment, by their
@@ -36,22 +39,39 @@ func Take() Snapshot {
 // design).
 func (s Snapshot) Left(d time.Duration, ignore ...string) []string {
 	var left []string
-	for end := time.Now().Add(d); ; time.Sleep(10 * time.Millisecond) {
-		left = left[:0]
-	next:
-		for id, stack := range Take() {
-			if _, old := s[id]; old {
-				continue
-			}
-			for _, ig := range ignore {
-				if strings.Contains(stack, ig) {
-					continue next
-				}
-			}
-			left = append(left, stack)
+	wait.Within(d, func() bool {
+		left = s.since(ignore)
+		return len(left) == 0
+	})
+	return left
+}
+
+func (s Snapshot) since(ignore []string) []string {
+	var left []string
+next:
+	for id, stack := range Take() {
+		if _, old := s[id]; old {
+			continue
 		}
-		if len(left) == 0 || time.Now().After(end) {
-			return left
+		for _, ig := range ignore {
+			if strings.Contains(stack, ig) {
+				continue next
+			}
 		}
+		left = append(left, stack)
 	}
+	return left
+}
+
+// Check fails the test if goroutines it started are still running d after
+// it ended (after the cleanups registered later than Check, which run
+// first), and prints their stacks. Call it first in the test.
+func Check(tb testing.TB, d time.Duration, ignore ...string) {
+	tb.Helper()
+	before := Take()
+	tb.Cleanup(func() {
+		if left := before.Left(d, ignore...); len(left) > 0 {
+			tb.Errorf("%d goroutines left running %v after the test:\n%s", len(left), d, strings.Join(left, "\n\n"))
+		}
+	})
 }

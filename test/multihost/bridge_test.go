@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mgmtconfig/mgmt/test/testhost"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 // demoHost is one host of the exported-resource demo on the test bridge.
@@ -174,7 +175,7 @@ func partitionAndHeal(ctx context.Context, t *testing.T, log *dirLog, hosts []*d
 	// The other two have a leader (a new one if the cut host led) before
 	// the change is published: a Publish that finds no leader fails and
 	// is only tried again later, which would blur the timings below.
-	waitCond(ctx, t, "a leader among the hosts still connected", 20*time.Second, func() bool {
+	wait.For(t, 20*time.Second, "a leader among the hosts still connected", func() bool {
 		l, err := memberLeader(ctx, changer)
 		return err == nil && l != "" && l != cut.name
 	})
@@ -199,14 +200,14 @@ collect:`, changer.name, changer.dir(), changer.name, changer.name, cut.name), 1
 	if _, err := log.waitHolds(connected, 30*time.Second); err != nil {
 		t.Fatalf("the hosts still connected did not exchange the change: %v", err)
 	}
-	waitCond(ctx, t, other.name+" has the new "+f3, 10*time.Second, func() bool {
+	wait.For(t, 10*time.Second, other.name+" has the new "+f3, func() bool {
 		b, err := other.h.ReadFile(other.dir() + "/" + f3)
 		return err == nil && string(b) == newF3
 	})
 
 	// The cut-off host has noticed (its watch lost the leader and cannot
 	// read again) and still holds everything it had collected.
-	waitCond(ctx, t, cut.name+"'s agent noticing the cut", 30*time.Second, func() bool {
+	wait.For(t, 30*time.Second, cut.name+"'s agent noticing the cut", func() bool {
 		return strings.Contains(cut.proc.Output(), "exports watch interrupted")
 	})
 	if got := log.names(cut.watched()); !slices.Equal(got, before[cut.watched()]) {
@@ -222,7 +223,7 @@ collect:`, changer.name, changer.dir(), changer.name, changer.name, cut.name), 1
 	if _, err := log.waitHolds(after, 30*time.Second); err != nil {
 		t.Fatalf("%s did not catch up after the heal: %v", cut.name, err)
 	}
-	waitCond(ctx, t, cut.name+" has the new "+f3, 10*time.Second, func() bool {
+	wait.For(t, 10*time.Second, cut.name+" has the new "+f3, func() bool {
 		b, err := cut.h.ReadFile(cut.dir() + "/" + f3)
 		return err == nil && string(b) == newF3
 	})
@@ -275,7 +276,7 @@ func status(ctx context.Context, d *demoHost) (memberStatus, error) {
 func leaderOf(ctx context.Context, t *testing.T, hosts []*demoHost) string {
 	t.Helper()
 	var name string
-	waitCond(ctx, t, "an etcd leader", 20*time.Second, func() bool {
+	wait.For(t, 20*time.Second, "an etcd leader", func() bool {
 		ids := map[string]string{}
 		var leader string
 		for _, d := range hosts {
@@ -347,16 +348,5 @@ func checkNeverForeign(t *testing.T, log *dirLog, hosts []*demoHost) {
 				t.Errorf("%s once held %s, an unexported file of another host", d.name, name)
 			}
 		}
-	}
-}
-
-func waitCond(ctx context.Context, t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 // TestMgmtInHost runs the mgmt binary inside a host: it creates a file,
@@ -34,26 +36,15 @@ resources:
 		b, err := h.ReadFile(target)
 		return err == nil && string(b) == "managed\n"
 	}
-	waitForMsg(t, 30*time.Second, managed, func() string { return "mgmt did not create the file:\n" + p.Output() })
+	wait.Until(t, 30*time.Second, managed, func() string { return "mgmt did not create the file:\n" + p.Output() })
 	if err := h.Remove(target); err != nil {
 		t.Fatal(err)
 	}
-	waitForMsg(t, 30*time.Second, managed, func() string { return "mgmt did not repair the file:\n" + p.Output() })
+	wait.Until(t, 30*time.Second, managed, func() string { return "mgmt did not repair the file:\n" + p.Output() })
 	if err := p.Stop(5 * time.Second); err != nil {
 		t.Errorf("mgmt on SIGTERM: %v\n%s", err, p.Output())
 	}
 	if _, err := os.Stat(target); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("%s on the real machine: %v", target, err)
-	}
-}
-
-func waitForMsg(t *testing.T, d time.Duration, cond func() bool, msg func() string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal(msg())
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

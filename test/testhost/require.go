@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mgmtconfig/mgmt/test/skip"
 )
 
 // ErrUnsupported is wrapped by Start's error when this machine cannot run
@@ -23,8 +25,8 @@ var ErrUnsupported = errors.New("testhost: test hosts cannot run here")
 
 // RequireEnv is the environment variable that turns Require's skips into
 // failures (CI sets it to 1: a machine that cannot run the real-component
-// tests must not pass silently).
-const RequireEnv = "MGMT_REQUIRE_TESTHOSTS"
+// tests must not pass silently). It is skip.Env.
+const RequireEnv = skip.Env
 
 // toolsNeeded are run by the boot script or the harness.
 var toolsNeeded = []string{"sh", "nsenter", "setpriv", "mount", "umount", "pivot_root", "mknod", "stat", "hostname", "grep"}
@@ -118,12 +120,7 @@ func skipOrFail(tb testing.TB, miss []string) {
 	if len(miss) == 0 {
 		return
 	}
-	msg := "test hosts cannot run here: missing " + strings.Join(miss, ", ")
-	if os.Getenv(RequireEnv) == "1" {
-		tb.Fatalf("%s (%s=1)", msg, RequireEnv)
-		return
-	}
-	tb.Skip(msg)
+	skip.OrFail(tb, "test hosts cannot run here: missing %s", strings.Join(miss, ", "))
 }
 
 // bootTimeout bounds StartT: boot, readiness and apt-get update.

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mgmtconfig/mgmt/test/skip"
 )
 
 // The default packages (see Default).
@@ -204,11 +206,7 @@ func BuildT(tb testing.TB) *Repo {
 	tb.Helper()
 	for _, tool := range []string{"dpkg-deb", "dpkg-scanpackages"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			msg := "testrepo: missing " + tool + " (test/setup-deps.sh installs it)"
-			if os.Getenv("MGMT_REQUIRE_TESTHOSTS") == "1" {
-				tb.Fatal(msg)
-			}
-			tb.Skip(msg)
+			skip.OrFail(tb, "testrepo: missing %s (test/setup-deps.sh installs it)", tool)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -110,6 +110,7 @@ func run() int {
 	madeBy := flag.String("made-by", "", "the command that ran this program, for the report (e.g. \"make bench\")")
 	only := flag.String("only", "", "run only these scenarios (comma-separated: "+strings.Join(scenarioIDs, ",")+")")
 	noInstall := flag.Bool("no-install", false, "do not install missing peers")
+	installOnly := flag.Bool("install-peers", false, "install the missing peers and exit, 1 if one cannot be installed (make bench, before the peers' tests)")
 	keep := flag.Bool("keep", false, "keep the work directory (manifests, graphs, logs)")
 	onlyTools := flag.String("tools", "", "run only these tools (comma-separated table names, e.g. mgmt,pkcon); for debugging")
 	flag.Parse()
@@ -117,6 +118,21 @@ func run() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	if *installOnly {
+		if os.Geteuid() != 0 {
+			fmt.Fprintln(os.Stderr, "compare: must run as root to install the peers")
+			return 2
+		}
+		failed := installPeers(ctx, log)
+		for pkg, err := range failed {
+			fmt.Fprintf(os.Stderr, "compare: %s: %v\n", pkg, err)
+		}
+		if len(failed) > 0 {
+			return 1
+		}
+		return 0
+	}
 
 	p := fullPlan
 	if *quick {

@@ -16,6 +16,7 @@ import (
 	"github.com/mgmtconfig/mgmt/test/leakcheck"
 	"github.com/mgmtconfig/mgmt/test/testhost"
 	"github.com/mgmtconfig/mgmt/test/testrepo"
+	"github.com/mgmtconfig/mgmt/test/wait"
 )
 
 // One test host serves the package's tests.
@@ -124,26 +125,17 @@ func (e *events) count(ev Event) int {
 	return n
 }
 
-func waitFor(tb testing.TB, d time.Duration, cond func() bool, what string) {
-	tb.Helper()
-	for end := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(end) {
-			tb.Fatalf("waited %v for %s", d, what)
-		}
-	}
-}
-
 // settled waits until PackageKit runs no transaction, then until every
 // signal it sent before has reached c (the reply to a call comes after
 // them).
 func settled(tb testing.TB, c *Client) {
 	tb.Helper()
 	obj := c.b.conn.Object(busName, daemonPath)
-	waitFor(tb, 30*time.Second, func() bool {
+	wait.For(tb, 30*time.Second, "PackageKit to be idle", func() bool {
 		var list []dbus.ObjectPath
 		err := obj.CallWithContext(testCtx(tb, 10*time.Second), ifaceDaemon+".GetTransactionList", 0).Store(&list)
 		return err == nil && len(list) == 0
-	}, "PackageKit to be idle")
+	})
 }
 
 // Transactions against the host's PackageKit, and the daemon's signals:
@@ -210,7 +202,7 @@ func TestTransactionsAndEvents(t *testing.T) {
 	if !errors.Is(err, ErrNoNetwork) || !errors.As(err, &pkErr) || !strings.Contains(pkErr.Details, "offline") {
 		t.Errorf("DownloadPackages offline: %v, want PackageKit's %v", err, ErrNoNetwork)
 	}
-	waitFor(t, 10*time.Second, func() bool { return ev.count(UpdatesChanged) > 0 }, "UpdatesChanged after an installation")
+	wait.For(t, 10*time.Second, "UpdatesChanged after an installation", func() bool { return ev.count(UpdatesChanged) > 0 })
 	settled(t, c)
 	if n := ev.count(TransactionDone); n != 0 {
 		t.Errorf("%d TransactionDone events for the client's own transactions", n)
@@ -223,7 +215,7 @@ func TestTransactionsAndEvents(t *testing.T) {
 	}
 	run(t, h, "pkcon", "--plain", "--noninteractive", "install", testrepo.PkgC)
 	t.Cleanup(func() { run(t, h, "dpkg", "--purge", testrepo.PkgC) })
-	waitFor(t, 10*time.Second, func() bool { return ev.count(TransactionDone) > 0 }, "TransactionDone after pkcon's installation")
+	wait.For(t, 10*time.Second, "TransactionDone after pkcon's installation", func() bool { return ev.count(TransactionDone) > 0 })
 }
 
 // Shared keeps one connection per bus address, and dials again once it
@@ -286,14 +278,14 @@ func TestWaitingTransactionsEnd(t *testing.T) {
 		return ch
 	}
 	r1 := start(first)
-	waitFor(t, 20*time.Second, func() bool { return strings.Contains(logs.String(), "status=waiting-for-lock") }, "a progress line waiting for the lock")
+	wait.For(t, 20*time.Second, "a progress line waiting for the lock", func() bool { return strings.Contains(logs.String(), "status=waiting-for-lock") })
 	r2 := start(second) // queued behind the first
 
-	waitFor(t, 10*time.Second, func() bool {
+	wait.For(t, 10*time.Second, "the second transaction", func() bool {
 		second.b.mu.Lock()
 		defer second.b.mu.Unlock()
 		return len(second.b.txs) == 1
-	}, "the second transaction")
+	})
 	t0 := time.Now()
 	second.Close()
 	select {
