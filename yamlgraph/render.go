@@ -269,7 +269,7 @@ func (r *renderer) execute(text string) (string, *tmplError) {
 	if len(t.Templates()) > 1 {
 		return "", &tmplError{strings.Index(text, "{{"), "{{ define }} and {{ block }} are not supported in graph values: write the text out"}
 	}
-	if e := r.prepareTree(t.Tree.Root); e != nil {
+	if e := r.prepareTree(text, t.Tree.Root); e != nil {
 		return "", e
 	}
 	var data any
@@ -283,8 +283,10 @@ func (r *renderer) execute(text string) (string, *tmplError) {
 		switch {
 		case errors.Is(err, errValueSize) && w.max < MaxValueSize:
 			return "", &tmplError{-1, errFileSize.Error()}
-		case errors.Is(err, errValueSize), errors.Is(err, errSteps):
-			return "", &tmplError{-1, err.Error()}
+		case errors.Is(err, errValueSize):
+			return "", &tmplError{-1, errValueSize.Error()}
+		case errors.Is(err, errSteps):
+			return "", &tmplError{-1, errSteps.Error()}
 		}
 		return "", r.execError(text, err)
 	}
@@ -296,25 +298,25 @@ func (r *renderer) execute(text string) (string, *tmplError) {
 // count its iterations against maxSteps: a range over a number (the
 // memory_bytes fact) or nested ranges would otherwise run for ages
 // without output to bound.
-func (r *renderer) prepareTree(n parse.Node) *tmplError {
+func (r *renderer) prepareTree(text string, n parse.Node) *tmplError {
 	switch n := n.(type) {
 	case *parse.ListNode:
 		if n == nil {
 			return nil
 		}
 		for _, c := range n.Nodes {
-			if e := r.prepareTree(c); e != nil {
+			if e := r.prepareTree(text, c); e != nil {
 				return e
 			}
 		}
 	case *parse.TemplateNode:
-		return &tmplError{int(n.Position()), "{{ template }} is not supported in graph values: write the text out"}
+		return &tmplError{strings.LastIndex(text[:min(int(n.Position()), len(text))], "{{"), "{{ template }} is not supported in graph values: write the text out"}
 	case *parse.IfNode:
-		return r.branch(&n.BranchNode)
+		return r.branch(text, &n.BranchNode)
 	case *parse.WithNode:
-		return r.branch(&n.BranchNode)
+		return r.branch(text, &n.BranchNode)
 	case *parse.RangeNode:
-		if e := r.branch(&n.BranchNode); e != nil {
+		if e := r.branch(text, &n.BranchNode); e != nil {
 			return e
 		}
 		step, err := template.New("step").Funcs(r.funcs).Parse("{{_step}}")
@@ -326,11 +328,11 @@ func (r *renderer) prepareTree(n parse.Node) *tmplError {
 	return nil
 }
 
-func (r *renderer) branch(b *parse.BranchNode) *tmplError {
-	if e := r.prepareTree(b.List); e != nil {
+func (r *renderer) branch(text string, b *parse.BranchNode) *tmplError {
+	if e := r.prepareTree(text, b.List); e != nil {
 		return e
 	}
-	return r.prepareTree(b.ElseList)
+	return r.prepareTree(text, b.ElseList)
 }
 
 // limitWriter keeps what is written, up to max bytes.
@@ -436,6 +438,12 @@ func parseError(text string, err error) *tmplError {
 		return &tmplError{-1, err.Error()}
 	}
 	rest = strings.TrimSpace(rest)
+	// "unclosed action started at v:1" is found at the end of the text.
+	if i := strings.Index(rest, " started at v:"); i >= 0 {
+		if n, err := strconv.Atoi(rest[i+len(" started at v:"):]); err == nil {
+			line, rest = n, rest[:i]+": close it with }}"
+		}
+	}
 	start := lineStart(text, line)
 	lineText, _, _ := strings.Cut(text[start:], "\n")
 	col := strings.Index(lineText, "{{")
@@ -507,6 +515,13 @@ func (r *renderer) execError(text string, err error) *tmplError {
 	off := lineStart(text, line) + col
 	if off > len(text) {
 		off = -1
+	}
+	// The offset is that of a field in a chain (.os of .Facts.os.id):
+	// point at the whole of what failed when it is there.
+	if at != "" && off >= 0 {
+		if i := strings.LastIndex(text[:min(off+len(at), len(text))], at); i >= 0 && i+len(at) > off {
+			off = i
+		}
 	}
 	return &tmplError{off, msg}
 }

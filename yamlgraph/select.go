@@ -3,6 +3,8 @@ package yamlgraph
 import (
 	"fmt"
 	"path"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/mgmtconfig/mgmt/engine"
@@ -60,6 +62,8 @@ func (r *renderer) selectItem(it *yaml.Node, kind, raw, res string) (on, has boo
 	rest := *meta // a copy: an aliased meta may be shared by other resources
 	rest.Content = nil
 	var hostsN, labelsN *yaml.Node
+	metaFields := fieldsOf(reflect.TypeFor[engine.Meta]())
+	typo := false
 	for j := 0; j+1 < len(meta.Content); j += 2 {
 		k, v := deref(meta.Content[j]), meta.Content[j+1]
 		switch k.Value {
@@ -74,13 +78,24 @@ func (r *renderer) selectItem(it *yaml.Node, kind, raw, res string) (on, has boo
 			}
 			*dst = deref(v)
 		default:
+			// engine.Meta's unknown-field message cannot know of these two.
+			if _, ok := metaFields.index[k.Value]; !ok {
+				if hint := suggest(k.Value, []string{"hosts", "labels"}); hint != "" {
+					r.p.errorf(k, res, "meta: unknown field %q%s; valid fields: %s", short(k.Value), hint, strings.Join(append(slices.Clone(metaFields.names), "hosts", "labels"), ", "))
+					typo = true
+					continue
+				}
+			}
 			rest.Content = append(rest.Content, meta.Content[j], v)
 		}
 	}
-	if hostsN == nil && labelsN == nil {
+	if hostsN == nil && labelsN == nil && !typo {
 		return true, false
 	}
 	it.Content[mi] = &rest
+	if hostsN == nil && labelsN == nil {
+		return true, false
+	}
 	var s selected
 	ok := true
 	if hostsN != nil {
