@@ -30,8 +30,8 @@ type Config struct {
 	Labels map[string]string
 	// Version is mgmt's version, the version fact.
 	Version string
-	Prefix string
-	Noop   bool
+	Prefix  string
+	Noop    bool
 	// ConvergedTimeout: exit once converged this long; negative: never.
 	ConvergedTimeout time.Duration
 	// Watch reloads the graph when File changes.

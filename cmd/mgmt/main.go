@@ -19,8 +19,8 @@ import (
 	"github.com/mgmtconfig/mgmt/etcd"
 	"github.com/mgmtconfig/mgmt/metrics"
 	"github.com/mgmtconfig/mgmt/pgraph"
-	"github.com/mgmtconfig/mgmt/yamlgraph"
 	_ "github.com/mgmtconfig/mgmt/resources/all"
+	"github.com/mgmtconfig/mgmt/yamlgraph"
 	"github.com/spf13/cobra"
 )
 
