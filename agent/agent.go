@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/facts"
 	"github.com/mgmtconfig/mgmt/fswatch"
 	"github.com/mgmtconfig/mgmt/yamlgraph"
 )
@@ -23,10 +24,13 @@ import (
 type Config struct {
 	File     string
 	Hostname string
-	// Labels are the host's --label pairs (facts.ParseLabels); not used yet.
+	// Labels are the host's --label pairs (facts.ParseLabels): facts the
+	// graph's templates and host selection see.
 	Labels map[string]string
-	Prefix string
-	Noop   bool
+	// Version is mgmt's version, the version fact.
+	Version string
+	Prefix  string
+	Noop    bool
 	// ConvergedTimeout: exit once converged this long; negative: never.
 	ConvergedTimeout time.Duration
 	// Watch reloads the graph when File changes.
@@ -53,9 +57,17 @@ type InvalidError struct{ Err error }
 func (e *InvalidError) Error() string { return e.Err.Error() }
 func (e *InvalidError) Unwrap() error { return e.Err }
 
-// Load parses and compiles a graph file. Any problem is an *InvalidError.
+// Load parses and compiles a graph file for no host in particular: its
+// templates are checked against every fact name, every resource is kept
+// (yamlgraph.Parse). Any problem is an *InvalidError.
 func Load(ctx context.Context, file string, log *slog.Logger) (*yamlgraph.Graph, *engine.Graph, error) {
-	yg, err := yamlgraph.ParseFile(file)
+	return LoadFor(ctx, file, nil, log)
+}
+
+// LoadFor parses and compiles a graph file as host sees it (nil: as Load
+// does). Any problem is an *InvalidError.
+func LoadFor(ctx context.Context, file string, host *facts.Data, log *slog.Logger) (*yamlgraph.Graph, *engine.Graph, error) {
+	yg, err := yamlgraph.ParseFileWith(file, yamlgraph.Options{Host: host})
 	if err != nil {
 		return nil, nil, &InvalidError{err}
 	}
@@ -142,11 +154,31 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
-// build parses data and merges in the collected resources, then compiles.
+// HostData gathers the facts of the host cfg describes (its Hostname,
+// Labels and Version): what its graph's templates see.
+func HostData(ctx context.Context, cfg Config) (*facts.Data, error) {
+	f, err := facts.Gather(ctx, facts.Options{Hostname: cfg.Hostname, Labels: cfg.Labels, Version: cfg.Version})
+	if err != nil {
+		return nil, fmt.Errorf("facts: %w", err)
+	}
+	d := f.Data()
+	return &d, nil
+}
+
+// build renders data with the host's facts, gathered again for every
+// build (an address may have changed), merges in the collected resources,
+// then compiles.
 func (r *runner) build(ctx context.Context, data []byte) (*yamlgraph.Graph, *engine.Graph, error) {
-	yg, err := yamlgraph.Parse(r.cfg.File, data)
+	host, err := HostData(ctx, r.cfg)
 	if err != nil {
 		return nil, nil, &InvalidError{err}
+	}
+	yg, err := yamlgraph.ParseWith(r.cfg.File, data, yamlgraph.Options{Host: host})
+	if err != nil {
+		return nil, nil, &InvalidError{err}
+	}
+	for _, d := range yg.Selection.Dropped {
+		r.log.Debug("edge dropped on this host", "edge", d.Name, "source", d.Source, "why", d.Why)
 	}
 	decl := yg.Decl
 	decl.Vertices = append(decl.Vertices[:len(decl.Vertices):len(decl.Vertices)], r.collectedVertices(yg)...)

@@ -11,15 +11,17 @@ import (
 	"testing"
 
 	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/facts"
 )
 
 // FuzzParse: no input makes Parse or Compile panic or hang; a refusal is
 // Errors, each with a line and column; an accepted graph parses the same
 // way twice, and its resources survive the trip to another host
 // (Params, then DecodeRes) unchanged. The seeds are the bad and good
-// corpora, the examples and testdata/fuzz/FuzzParse.
+// corpora, templated graphs (testdata/render), the examples and
+// testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
-	for _, pattern := range []string{"testdata/bad/*.yaml", "testdata/good/*.yaml", "../examples/*.yaml"} {
+	for _, pattern := range []string{"testdata/bad/*.yaml", "testdata/good/*.yaml", "testdata/render/*.yaml", "../examples/*.yaml"} {
 		files, err := filepath.Glob(pattern)
 		if err != nil {
 			f.Fatal(err)
@@ -64,6 +66,17 @@ func FuzzParse(f *testing.F) {
 			if err != nil || !bytes.Equal(p, p2) {
 				t.Fatalf("%s: parameters changed in transit (%v):\n%s\nvs\n%s", v, err, p, p2)
 			}
+		}
+		// Rendered for a host, it renders the same twice, or is refused
+		// with positions as above.
+		h := &facts.Data{Hostname: "web-1", Labels: map[string]string{"role": "web"}, Facts: probeData(nil).Facts}
+		if hg, err := ParseWith("f.yaml", data, Options{Host: h}); err == nil {
+			hg2, err := ParseWith("f.yaml", data, Options{Host: h})
+			if err != nil || len(hg2.Vertices) != len(hg.Vertices) {
+				t.Fatalf("rendered once, then: %v", err)
+			}
+		} else if es := (Errors)(nil); !errors.As(err, &es) || es[0].Line < 1 || es[0].Column < 1 {
+			t.Fatalf("refused for a host without file:line:column: %v", err)
 		}
 		// Compile may refuse the graph (two files with one path); it must
 		// not panic.

@@ -6,8 +6,6 @@ package yamlgraph
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -27,6 +25,7 @@ type Graph struct {
 	File    string
 	Comment string
 	engine.Decl
+	Selection Selection // what rendering for a host did (ParseWith)
 }
 
 // Error is one problem in a graph file, at a position.
@@ -75,21 +74,10 @@ func (es Errors) Unwrap() []error {
 	return out
 }
 
-// ParseFile reads and parses a graph file.
+// ParseFile reads and parses a graph file for no host in particular (see
+// Parse).
 func ParseFile(path string) (*Graph, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read graph: %w", err)
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
-		return nil, Errors{tooBig(path, fi.Size())}
-	}
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(io.LimitReader(f, MaxFileSize+1)); err != nil {
-		return nil, fmt.Errorf("read graph %s: %w", path, err)
-	}
-	return Parse(path, buf.Bytes())
+	return ParseFileWith(path, Options{})
 }
 
 // maxErrors bounds the problems reported for one file; the rest are counted.
@@ -100,6 +88,7 @@ type parser struct {
 	errs    Errors
 	dropped int // problems beyond maxErrors
 	first   *yaml.Node
+	render  *renderer // templates and host selection
 }
 
 func (p *parser) errorf(n *yaml.Node, res, format string, args ...any) {
@@ -124,7 +113,13 @@ func (p *parser) pos(n *yaml.Node) string {
 // Parse parses a graph from data; file names it in messages. Nothing is
 // returned unless the whole graph is valid: every resource decoded strictly
 // and validated, every edge resolved, no cycle among the declared edges.
+// Its templates are checked for no host in particular: ParseWith with no
+// Options.Host.
 func Parse(file string, data []byte) (*Graph, error) {
+	return parseWith(file, data, Options{})
+}
+
+func parseWith(file string, data []byte, opt Options) (*Graph, error) {
 	if e := checkText(file, data); e != nil {
 		return nil, Errors{e}
 	}
@@ -134,7 +129,10 @@ func Parse(file string, data []byte) (*Graph, error) {
 	}
 	p := &parser{file: file}
 	if p.checkTags(doc); len(p.errs) > 0 {
-		return nil, p.errs
+		return nil, p.failed()
+	}
+	if p.prepare(doc.Content[0], data, opt); len(p.errs) > 0 {
+		return nil, p.failed()
 	}
 	root := deref(doc.Content[0])
 	top := []string{"collect", "comment", "edges", "graph", "resources"}
@@ -193,17 +191,23 @@ func Parse(file string, data []byte) (*Graph, error) {
 		p.collect(g, collect)
 	}
 	if len(p.errs) > 0 {
-		sortErrors(p.errs)
-		if p.dropped > 0 {
-			e := &Error{File: file, Msg: fmt.Sprintf("%d more problems not shown: fix the ones above first", p.dropped)}
-			if p.first != nil {
-				e.Line, e.Column = p.first.Line, p.first.Column
-			}
-			p.errs = append(p.errs, e)
-		}
-		return nil, p.errs
+		return nil, p.failed()
 	}
+	g.Selection = p.render.sel
 	return g, nil
+}
+
+// failed sorts the problems found, counting those beyond maxErrors.
+func (p *parser) failed() Errors {
+	sortErrors(p.errs)
+	if p.dropped > 0 {
+		e := &Error{File: p.file, Msg: fmt.Sprintf("%d more problems not shown: fix the ones above first", p.dropped)}
+		if p.first != nil {
+			e.Line, e.Column = p.first.Line, p.first.Column
+		}
+		p.errs = append(p.errs, e)
+	}
+	return p.errs
 }
 
 // key checks that a mapping key is a plain string; what names where it is.
@@ -343,7 +347,7 @@ func (p *parser) resource(kind string, n *yaml.Node) *engine.Vertex {
 	if len(p.errs) > before {
 		return nil
 	}
-	v, err := NewVertex(kind, name, exported, meta, res)
+	v, err := p.newVertex(n, kind, name, exported, meta, res)
 	if err != nil {
 		// A kind reports every problem at once (errors.Join): one message each.
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
@@ -688,7 +692,7 @@ func (p *parser) collect(g *Graph, n *yaml.Node) {
 			continue
 		}
 		seen[raw.Kind] = c
-		if !p.pattern(patNode, raw.Kind, raw.Pattern, res) {
+		if probed := p.render != nil && p.render.probed[c]; !probed && !p.pattern(patNode, raw.Kind, raw.Pattern, res) {
 			continue
 		}
 		g.Collect = append(g.Collect, engine.CollectDecl{Kind: raw.Kind, Pattern: raw.Pattern, Source: p.pos(c)})

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -19,6 +20,7 @@ import (
 	"github.com/mgmtconfig/mgmt/metrics"
 	"github.com/mgmtconfig/mgmt/quote"
 	_ "github.com/mgmtconfig/mgmt/resources/all"
+	"github.com/mgmtconfig/mgmt/yamlgraph"
 	"github.com/spf13/cobra"
 )
 
@@ -110,6 +112,7 @@ func runCmd() *cobra.Command {
 				}
 			}
 			cfg.Logger = log
+			cfg.Version = version
 			if tlsFiles != (etcd.TLSFiles{}) {
 				cfg.Cluster.TLS = &tlsFiles
 			}
@@ -174,32 +177,68 @@ func runCmd() *cobra.Command {
 }
 
 func validateCmd() *cobra.Command {
-	var file string
+	var file, hostname string
 	var labelArgs []string
 	cmd := &cobra.Command{
-		Use:   "validate --file GRAPH.yaml",
-		Short: "Check a graph without running it (exit 0: valid, 2: invalid)",
+		Use:   "validate --file GRAPH.yaml [--hostname H] [--label KEY=VALUE ...]",
+		Short: "Check a graph without running it, for every host or as one host sees it (exit 0: valid, 2: invalid)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return &usageError{"validate: --file is required"}
 			}
-			// Checked now; graphs render against them once they have templates.
-			if _, err := parseLabelArgs(labelArgs); err != nil {
-				return err
-			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			_, g, err := agent.Load(context.Background(), file, log)
+			labels, err := parseLabelArgs(labelArgs)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("%s: valid: %d resources, %d edges\n", quote.Escape(file), g.NumVertices(), g.NumEdges())
+			ctx := context.Background()
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			if hostname == "" && len(labelArgs) == 0 {
+				yg, g, err := agent.Load(ctx, file, log)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%s: valid: %d resources, %d edges\n", quote.Escape(file), g.NumVertices(), g.NumEdges())
+				if n := yg.Selection.Templates; n > 0 {
+					fmt.Printf("%d values with templates: checked against every fact name; check their rendered values with --hostname\n", n)
+				}
+				return nil
+			}
+			host, err := agent.HostData(ctx, agent.Config{Hostname: hostname, Labels: labels, Version: version})
+			if err != nil {
+				return err
+			}
+			yg, g, err := agent.LoadFor(ctx, file, host, log)
+			if err != nil {
+				return err
+			}
+			printHostView(os.Stdout, file, host.Hostname, yg, g)
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "graph file (YAML)")
+	cmd.Flags().StringVar(&hostname, "hostname", "", "check the graph as this host sees it (with --label: default the machine's name)")
 	addLabelFlag(cmd, &labelArgs)
 	return cmd
+}
+
+// printHostView says what a graph is on one host: the resources kept,
+// those left out and the edges dropped, a line each.
+func printHostView(w io.Writer, file, host string, yg *yamlgraph.Graph, g *engine.Graph) {
+	fmt.Fprintf(w, "%s: valid for host %s: %d resources, %d edges\n", file, host, g.NumVertices(), g.NumEdges())
+	for _, v := range yg.Vertices {
+		fmt.Fprintf(w, "resource %s (%s)\n", v, v.Source)
+	}
+	for _, l := range yg.Selection.Left {
+		fmt.Fprintf(w, "left out %s (%s): %s\n", l.Res, l.Source, l.Why)
+	}
+	for _, d := range yg.Selection.Dropped {
+		name := ""
+		if d.Name != "" {
+			name = fmt.Sprintf(" %q", d.Name)
+		}
+		fmt.Fprintf(w, "dropped edge%s %s -> %s (%s): %s\n", name, d.From, d.To, d.Source, d.Why)
+	}
 }
 
 // hangups delivers SIGHUP: the conventional "read your configuration

@@ -52,21 +52,27 @@ func listDir(dir string) string {
 	return strings.Join(names, " ")
 }
 
+// TestExportedResourcesThreeHosts runs the demo as users do: the one file
+// examples/graph3.yaml, unchanged, on hosts a, b and c (--label dir puts
+// their directories under the test's). Each names and places its exports
+// through templates.
 func TestExportedResourcesThreeHosts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three agents with etcd")
 	}
 	base := t.TempDir()
+	g, err := filepath.Abs(filepath.Join("..", "..", "examples", "graph3.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	hosts := []string{"a", "b", "c"}
 	var seed string
 	for i, h := range hosts {
 		dir := filepath.Join(base, "mgmt"+strings.ToUpper(h))
 		os.MkdirAll(dir, 0o755)
-		g := filepath.Join(base, "graph-"+h+".yaml")
-		os.WriteFile(g, []byte(hostGraph(dir, h)), 0o644)
 		cu := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 		su := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-		args := []string{"run", "--file", g, "--hostname", h, "--prefix", filepath.Join(base, "prefix-"+h),
+		args := []string{"run", "--file", g, "--no-watch", "--hostname", h, "--label", "dir=" + base, "--prefix", filepath.Join(base, "prefix-"+h),
 			"--client-urls", cu, "--server-urls", su}
 		if i == 0 {
 			seed = cu
@@ -90,8 +96,48 @@ func TestExportedResourcesThreeHosts(t *testing.T) {
 		wait.Until(t, time.Until(deadline), func() bool { return listDir(dir) == want[h] },
 			func() string { return fmt.Sprintf("host %s holds %q, want %q", h, listDir(dir), want[h]) })
 	}
-	if got := readFile(filepath.Join(base, "mgmtA", "f3b")); got != "i am f3 from b\n" {
+	if got := readFile(filepath.Join(base, "mgmtA", "f3b")); got != "i am f3, exported from host b\n" {
 		t.Fatalf("collected f3b holds %q", got)
+	}
+	if got := readFile(filepath.Join(base, "mgmtC", "f1c")); got != "i am f1 of host c\n" {
+		t.Fatalf("f1c holds %q", got)
+	}
+}
+
+// TestValidateForHost: validate --hostname --label prints the graph as that
+// host sees it (resources kept and left out, edges dropped); without a
+// host it checks every template against every fact name; a template error
+// names the file, line and column of the template.
+func TestValidateForHost(t *testing.T) {
+	dir := t.TempDir()
+	g := writeGraph(t, dir, `resources:
+  noop:
+  - name: "hello-{{ .Hostname }}"
+  - name: web
+    meta: {hosts: ["web-*"]}
+  - name: db
+    meta: {labels: {role: db}}
+edges:
+- {name: e1, from: {kind: noop, name: "hello-{{ .Hostname }}"}, to: {kind: noop, name: db}}
+`)
+	out, err := exec.Command(bin, "validate", "--file", g, "--hostname", "web-1", "--label", "role=web").CombinedOutput()
+	want := g + `: valid for host web-1: 2 resources, 0 edges
+resource noop[hello-web-1] (` + g + `:3:5)
+resource noop[web] (` + g + `:4:5)
+left out noop[db] (` + g + `:6:5): meta labels want role=db; host web-1 has role=web
+dropped edge "e1" noop[hello-{{ .Hostname }}] -> noop[db] (` + g + `:9:3): to noop[db], which is not on this host
+`
+	if err != nil || string(out) != want {
+		t.Errorf("validate --hostname web-1: %v:\n%s\nwant\n%s", err, out, want)
+	}
+	out, err = exec.Command(bin, "validate", "--file", g).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), g+": valid: 3 resources, 1 edges\n") {
+		t.Errorf("validate: %v: %s", err, out)
+	}
+	bad := writeGraph(t, dir, "resources:\n  noop:\n  - name: \"n-{{ .Facts.os.idd }}\"\n")
+	out, err = exec.Command(bin, "validate", "--file", bad).CombinedOutput()
+	if code := exitCode(err); code != 2 || !strings.Contains(string(out), bad+`:3:17: noop[n-{{ .Facts.os.idd }}]: template: .Facts.os.idd: map has no entry for key "idd"`) {
+		t.Errorf("validate a bad template: exit %d: %s", code, out)
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 type demoHost struct {
 	name  string // a, b, c: also its --hostname
 	h     *testhost.Host
-	graph []byte // examples/graph3<name>.yaml, as running
+	graph []byte // examples/graph3.yaml, as running (the changer's is edited)
 	proc  *testhost.Proc
 }
 
@@ -99,12 +99,14 @@ func startDemo(t *testing.T) (context.Context, []*demoHost, *dirLog) {
 		hs = append(hs, d.h)
 	}
 	mgmt := testhost.InstallMgmt(t, hs...)
+	// Every host runs the one demo file: its templates name and place
+	// the host's files and exports.
+	g, err := os.ReadFile(filepath.Join("..", "..", "examples", "graph3.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var watched []string
 	for _, d := range hosts {
-		g, err := os.ReadFile(filepath.Join("..", "..", "examples", "graph3"+d.name+".yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
 		d.graph = g
 		if err := d.h.WriteFile("/root/graph.yaml", g, 0o644); err != nil {
 			t.Fatal(err)
@@ -181,14 +183,18 @@ func partitionAndHeal(ctx context.Context, t *testing.T, log *dirLog, hosts []*d
 	})
 	t.Logf("leader among the connected hosts %v after the cut", time.Since(cutAt).Round(time.Millisecond))
 
-	// The changer's f3 gets new content and it exports a fifth file.
-	changed := strings.Replace(string(changer.graph), "i am f3, exported from host "+changer.name,
-		"i am f3 of host "+changer.name+", changed while "+cut.name+" was cut off", 1)
-	changed = strings.Replace(changed, "collect:", fmt.Sprintf(`  - name: "@@file5%s"
-    path: %s/f5%s
+	// The changer's f3 gets new content and it exports a fifth file: an
+	// edit of its copy of the one file, still templated.
+	old := "i am f3, exported from host {{ .Hostname }}"
+	if !strings.Contains(string(changer.graph), old) {
+		t.Fatalf("the demo graph lacks %q", old)
+	}
+	changed := strings.Replace(string(changer.graph), old, "i am f3 of host {{ .Hostname }}, changed while "+cut.name+" was cut off", 1)
+	changed = strings.Replace(changed, "collect:", fmt.Sprintf(`  - name: "@@file5{{ .Hostname }}"
+    path: /tmp/mgmt{{ upper .Hostname }}/f5{{ .Hostname }}
     content: |
-      i am f5, exported from host %s while %s was cut off
-collect:`, changer.name, changer.dir(), changer.name, changer.name, cut.name), 1)
+      i am f5, exported from host {{ .Hostname }} while %s was cut off
+collect:`, cut.name), 1)
 	replaceGraph(ctx, t, changer, changed)
 	newF3 := "i am f3 of host " + changer.name + ", changed while " + cut.name + " was cut off\n"
 	f3, f5 := "f3"+changer.name, "f5"+changer.name
