@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -27,7 +28,26 @@ const MaxFileSize = 32 << 20
 type Graph struct {
 	File    string
 	Comment string
+	// Local lists the local files the graph refers to by a path relative
+	// to its own directory (a file resource's relative source), made
+	// absolute, in file order: what a deploy bundles with the graph.
+	Local []LocalPath
 	engine.Decl
+}
+
+// LocalPath is one local file a graph refers to by a relative path.
+type LocalPath struct {
+	Path string // absolute, resolved against the graph file's directory
+	Pos  string // file:line:col of the resource
+	Res  string // kind[name]
+}
+
+// pathResolver is a resource with paths relative to the graph file (a file
+// resource's source): ResolvePaths makes them absolute against base, the
+// graph file's directory, before the resource is validated, and returns
+// the paths it resolved.
+type pathResolver interface {
+	ResolvePaths(base string) []string
 }
 
 // Error is one problem in a graph file, at a position.
@@ -98,6 +118,8 @@ const maxErrors = 100
 
 type parser struct {
 	file    string
+	base    string // the directory of file, absolute: where relative paths start
+	local   []LocalPath
 	errs    Errors
 	dropped int // problems beyond maxErrors
 	first   *yaml.Node
@@ -133,7 +155,7 @@ func Parse(file string, data []byte) (*Graph, error) {
 	if e != nil {
 		return nil, Errors{e}
 	}
-	p := &parser{file: file}
+	p := &parser{file: file, base: baseDir(file)}
 	root := deref(doc.Content[0])
 	top := []string{"collect", "comment", "edges", "graph", "resources"}
 	if root.Kind != yaml.MappingNode {
@@ -197,7 +219,18 @@ func Parse(file string, data []byte) (*Graph, error) {
 		}
 		return nil, p.errs
 	}
+	g.Local = p.local
 	return g, nil
+}
+
+// baseDir is the absolute directory of a graph file: relative paths in the
+// graph start there, wherever the process runs.
+func baseDir(file string) string {
+	dir := filepath.Dir(file)
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
 }
 
 // key checks that a mapping key is a plain string; what names where it is.
@@ -338,6 +371,10 @@ func (p *parser) resource(kind string, n *yaml.Node) *engine.Vertex {
 	if len(p.errs) > before {
 		return nil
 	}
+	var local []string
+	if pr, ok := res.(pathResolver); ok {
+		local = pr.ResolvePaths(p.base)
+	}
 	v, err := NewVertex(kind, name, exported, meta, res)
 	if err != nil {
 		// A kind reports every problem at once (errors.Join): one message each.
@@ -351,6 +388,9 @@ func (p *parser) resource(kind string, n *yaml.Node) *engine.Vertex {
 		return nil
 	}
 	v.Source = p.pos(n)
+	for _, l := range local {
+		p.local = append(p.local, LocalPath{Path: l, Pos: v.Source, Res: ref})
+	}
 	return v
 }
 
