@@ -306,9 +306,14 @@ func Unpack(bundle []byte, dir string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBundle, err)
 	}
+	return untar(zr, dir, true)
+}
+
+// untar is Unpack of a tar stream into the empty directory dir.
+func untar(r io.Reader, dir string, needGraph bool) error {
 	// The archive's own bytes bound what is read, headers and padding
 	// included: a gzip bomb ends here.
-	tr := tar.NewReader(io.LimitReader(zr, MaxBundle+MaxEntries*2048))
+	tr := tar.NewReader(io.LimitReader(r, MaxBundle+MaxEntries*2048))
 	seen := map[string]bool{} // name -> is a directory
 	var dirs []*tar.Header
 	var total int64
@@ -319,6 +324,9 @@ func Unpack(bundle []byte, dir string) error {
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrBundle, err)
+		}
+		if h.Typeflag == tar.TypeXGlobalHeader { // git archive's commit id
+			continue
 		}
 		if len(seen) >= MaxEntries {
 			return fmt.Errorf("%w: more than %d entries", ErrBundle, MaxEntries)
@@ -356,7 +364,7 @@ func Unpack(bundle []byte, dir string) error {
 			return fmt.Errorf("%w: entry %q: type %q: a bundle holds only files and directories (no links, devices or FIFOs)", ErrBundle, h.Name, h.Typeflag)
 		}
 	}
-	if _, ok := seen[GraphName]; !ok {
+	if _, ok := seen[GraphName]; !ok && needGraph {
 		return fmt.Errorf("%w: no %s in it", ErrBundle, GraphName)
 	}
 	// Modes of directories last, deepest first: a read-only directory is
