@@ -206,4 +206,3 @@ func TestUnpackRefusesHostile(t *testing.T) {
 		t.Errorf("garbage: err = %v, want ErrBundle", err)
 	}
 }
-
