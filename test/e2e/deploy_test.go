@@ -81,9 +81,9 @@ func TestDeployCLI(t *testing.T) {
 	seeds, cli := deployCluster(t)
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{
-		"site/graph.yaml": motdGraph,
-		"site/files/motd": "hello\n",
-		"site/bad.yaml":   "resources:\n  file:\n  - name: motd\n    path: etc/motd\n",
+		"site/graph.yaml":  motdGraph,
+		"site/files/motd":  "hello\n",
+		"site/bad.yaml":    "resources:\n  file:\n  - name: motd\n    path: etc/motd\n",
 		"site/nofile.yaml": strings.Replace(motdGraph, "files/motd", "files/missing", 1),
 	})
 	// Refused before anything is stored: nothing written at all.
