@@ -6,6 +6,7 @@ package yamlgraph
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -24,8 +25,27 @@ const MaxFileSize = 32 << 20
 type Graph struct {
 	File    string
 	Comment string
+	// Local lists the local files the graph refers to by a path relative
+	// to its own directory (a file resource's relative source), made
+	// absolute, in file order: what a deploy bundles with the graph.
+	Local []LocalPath
 	engine.Decl
 	Selection Selection // what rendering for a host did (ParseWith)
+}
+
+// LocalPath is one local file a graph refers to by a relative path.
+type LocalPath struct {
+	Path string // absolute, resolved against the graph file's directory
+	Pos  string // file:line:col of the resource
+	Res  string // kind[name]
+}
+
+// pathResolver is a resource with paths relative to the graph file (a file
+// resource's source): ResolvePaths makes them absolute against base, the
+// graph file's directory, before the resource is validated, and returns
+// the paths it resolved.
+type pathResolver interface {
+	ResolvePaths(base string) []string
 }
 
 // Error is one problem in a graph file, at a position.
@@ -85,6 +105,8 @@ const maxErrors = 100
 
 type parser struct {
 	file    string
+	base    string // the directory of file, absolute: where relative paths start
+	local   []LocalPath
 	errs    Errors
 	dropped int // problems beyond maxErrors
 	first   *yaml.Node
@@ -127,7 +149,7 @@ func parseWith(file string, data []byte, opt Options) (*Graph, error) {
 	if e != nil {
 		return nil, Errors{e}
 	}
-	p := &parser{file: file}
+	p := &parser{file: file, base: baseDir(file)}
 	if p.checkTags(doc); len(p.errs) > 0 {
 		return nil, p.failed()
 	}
@@ -194,6 +216,7 @@ func parseWith(file string, data []byte, opt Options) (*Graph, error) {
 		return nil, p.failed()
 	}
 	g.Selection = p.render.sel
+	g.Local = p.local
 	return g, nil
 }
 
@@ -208,6 +231,17 @@ func (p *parser) failed() Errors {
 		p.errs = append(p.errs, e)
 	}
 	return p.errs
+
+}
+
+// baseDir is the absolute directory of a graph file: relative paths in the
+// graph start there, wherever the process runs.
+func baseDir(file string) string {
+	dir := filepath.Dir(file)
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
 }
 
 // key checks that a mapping key is a plain string; what names where it is.
@@ -347,6 +381,10 @@ func (p *parser) resource(kind string, n *yaml.Node) *engine.Vertex {
 	if len(p.errs) > before {
 		return nil
 	}
+	var local []string
+	if pr, ok := res.(pathResolver); ok {
+		local = pr.ResolvePaths(p.base)
+	}
 	v, err := p.newVertex(n, kind, name, exported, meta, res)
 	if err != nil {
 		// A kind reports every problem at once (errors.Join): one message each.
@@ -360,6 +398,9 @@ func (p *parser) resource(kind string, n *yaml.Node) *engine.Vertex {
 		return nil
 	}
 	v.Source = p.pos(n)
+	for _, l := range local {
+		p.local = append(p.local, LocalPath{Path: l, Pos: v.Source, Res: ref})
+	}
 	return v
 }
 

@@ -16,7 +16,6 @@ import (
 
 	"github.com/mgmtconfig/mgmt/agent"
 	"github.com/mgmtconfig/mgmt/engine"
-	"github.com/mgmtconfig/mgmt/etcd"
 	"github.com/mgmtconfig/mgmt/metrics"
 	"github.com/mgmtconfig/mgmt/quote"
 	_ "github.com/mgmtconfig/mgmt/resources/all"
@@ -46,7 +45,7 @@ func run(args []string) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), validateCmd(), factsCmd())
+	root.AddCommand(runCmd(), validateCmd(), factsCmd(), deployCmd())
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
@@ -58,9 +57,12 @@ func run(args []string) int {
 	fmt.Fprintln(os.Stderr, "mgmt:", quote.Escape(err.Error()))
 	var inv *agent.InvalidError
 	var usage *usageError
+	var failed *failedError
 	switch {
 	case errors.As(err, &inv), errors.As(err, &usage):
 		return exitInvalid
+	case errors.As(err, &failed):
+		return exitFailed
 	default:
 		var re *engine.RunError
 		if errors.As(err, &re) {
@@ -87,7 +89,7 @@ func runCmd() *cobra.Command {
 	var convergedTimeout int
 	var noWatch bool
 	var logLevel string
-	var tlsFiles etcd.TLSFiles
+	var client clientFlags
 	var cpuProfile string
 	var promListen string
 	var labelArgs []string
@@ -113,9 +115,8 @@ func runCmd() *cobra.Command {
 			}
 			cfg.Logger = log
 			cfg.Version = version
-			if tlsFiles != (etcd.TLSFiles{}) {
-				cfg.Cluster.TLS = &tlsFiles
-			}
+			cfg.Cluster.Seeds, cfg.Cluster.Namespace = client.seeds, client.namespace
+			cfg.Cluster.TLS = client.tlsFiles()
 			cfg.Watch = !noWatch
 			cfg.ConvergedTimeout = -1
 			if convergedTimeout >= 0 {
@@ -162,17 +163,13 @@ func runCmd() *cobra.Command {
 	f.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the run to this file (for debugging)")
 	f.MarkHidden("cpu-profile")
 	cc := &cfg.Cluster
-	f.StringSliceVar(&cc.Seeds, "seeds", nil, "client URLs of an etcd cluster to join (comma-separated)")
 	f.BoolVar(&cc.NoServer, "no-server", false, "run no embedded etcd server: be a client of --seeds only")
 	f.StringSliceVar(&cc.ClientURLs, "client-urls", nil, "where the embedded etcd server listens for clients (default http://127.0.0.1:2379)")
 	f.StringSliceVar(&cc.ServerURLs, "server-urls", nil, "where the embedded etcd server listens for peers (default http://127.0.0.1:2380)")
 	f.StringSliceVar(&cc.AdvertiseClientURLs, "advertise-client-urls", nil, "client URLs other hosts reach this server at (default: --client-urls)")
 	f.StringSliceVar(&cc.AdvertiseServerURLs, "advertise-server-urls", nil, "peer URLs other members reach this server at (default: --server-urls)")
 	f.IntVar(&cc.IdealClusterSize, "ideal-cluster-size", 0, "let the agents choose up to N of them to run etcd members, replacing members that die (0: off)")
-	f.StringVar(&cc.Namespace, "etcd-namespace", "", "key prefix in etcd (default /mgmt/)")
-	f.StringVar(&tlsFiles.CA, "etcd-ca", "", "CA certificate for etcd client and peer TLS")
-	f.StringVar(&tlsFiles.Cert, "etcd-cert", "", "this host's certificate for etcd TLS")
-	f.StringVar(&tlsFiles.Key, "etcd-key", "", "this host's key for etcd TLS")
+	client.define(cmd)
 	return cmd
 }
 
