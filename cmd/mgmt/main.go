@@ -16,7 +16,6 @@ import (
 	"github.com/mgmtconfig/mgmt/agent"
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/etcd"
-	"github.com/mgmtconfig/mgmt/metrics"
 	_ "github.com/mgmtconfig/mgmt/resources/all"
 	"github.com/spf13/cobra"
 )
@@ -27,7 +26,7 @@ var version = "dev"
 // Exit statuses.
 const (
 	exitOK      = 0
-	exitFailed  = 1 // resources failed
+	exitFailed  = 1 // resources failed, or the run could not start (etcd, the metrics address)
 	exitInvalid = 2 // bad input: nothing applied
 )
 
@@ -50,16 +49,22 @@ func run(args []string) int {
 		return exitOK
 	}
 	fmt.Fprintln(os.Stderr, "mgmt:", err)
+	return exitCode(err)
+}
+
+// exitCode: 2 for input to fix (a bad flag or graph), 1 for a run that
+// failed or could not start although its input was valid.
+func exitCode(err error) int {
 	var inv *agent.InvalidError
 	var usage *usageError
+	var re *engine.RunError
+	var se *agent.StartError
 	switch {
 	case errors.As(err, &inv), errors.As(err, &usage):
 		return exitInvalid
+	case errors.As(err, &re), errors.As(err, &se):
+		return exitFailed
 	default:
-		var re *engine.RunError
-		if errors.As(err, &re) {
-			return exitFailed
-		}
 		return exitInvalid // cobra's own flag and argument errors
 	}
 }
@@ -89,7 +94,21 @@ func runCmd() *cobra.Command {
 		Use:   "run --file GRAPH.yaml",
 		Short: "Run a graph: apply it, then keep it applied",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			// A run that ends before agent.Run still replaces the report,
+			// so that no one reads an earlier run's as this one's.
+			started, ran := time.Now(), false
+			defer func() {
+				if err != nil && !ran && cfg.Report != "" {
+					rerr := err
+					if exitCode(err) == exitInvalid {
+						rerr = &agent.InvalidError{Err: err}
+					}
+					if werr := agent.WriteFailedReport(cfg, started, rerr); werr != nil {
+						fmt.Fprintln(os.Stderr, "mgmt: report:", werr)
+					}
+				}
+			}()
 			if cfg.File == "" {
 				return &usageError{"run: --file is required"}
 			}
@@ -102,7 +121,7 @@ func runCmd() *cobra.Command {
 			}
 			if cfg.Hostname == "" {
 				if cfg.Hostname, err = os.Hostname(); err != nil {
-					return fmt.Errorf("hostname: %w", err)
+					return &agent.StartError{Err: fmt.Errorf("hostname: %w", err)}
 				}
 			}
 			cfg.Logger = log
@@ -121,21 +140,15 @@ func runCmd() *cobra.Command {
 				}
 				defer f.Close()
 				if err := pprof.StartCPUProfile(f); err != nil {
-					return fmt.Errorf("cpu profile: %w", err)
+					return &agent.StartError{Err: fmt.Errorf("cpu profile: %w", err)}
 				}
 				defer pprof.StopCPUProfile()
 			}
-			if promListen != "" {
-				ms, err := metrics.Listen(promListen, log)
-				if err != nil {
-					return &usageError{fmt.Sprintf("--prometheus-listen: %v", err)}
-				}
-				defer ms.Close() // after the run, scrapes under way get 2 s
-				cfg.Observer = ms
-			}
+			cfg.MetricsListen = promListen
 			ctx, stop := signalContext(log)
 			defer stop()
 			cfg.Reload = hangups(ctx)
+			ran = true
 			return agent.Run(ctx, cfg)
 		},
 	}
