@@ -12,11 +12,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/etcd"
 	"github.com/mgmtconfig/mgmt/facts"
 	"github.com/mgmtconfig/mgmt/fswatch"
+	"github.com/mgmtconfig/mgmt/metrics"
 	"github.com/mgmtconfig/mgmt/yamlgraph"
 )
 
@@ -46,9 +49,16 @@ type Config struct {
 	// Reload, when it delivers, makes the agent read the graph file again
 	// (SIGHUP), even without --watch.
 	Reload <-chan struct{}
-	// Observer hears of every check (metrics); may be nil.
+	// Observer hears of every check; may be nil. With MetricsListen set,
+	// the metrics server is the observer instead.
 	Observer engine.Observer
-	Logger   *slog.Logger
+	// MetricsListen, when set, serves Prometheus metrics at
+	// http://MetricsListen/metrics for the run (--prometheus-listen).
+	MetricsListen string
+	// StopTimeout bounds the whole stop, from ctx ending until Run
+	// returns; 0: DefaultStopTimeout.
+	StopTimeout time.Duration
+	Logger      *slog.Logger
 }
 
 // InvalidError is a graph that was refused: nothing of it was applied.
@@ -56,6 +66,28 @@ type InvalidError struct{ Err error }
 
 func (e *InvalidError) Error() string { return e.Err.Error() }
 func (e *InvalidError) Unwrap() error { return e.Err }
+
+// StartError is a run that could not start although its graph was valid:
+// etcd could not start or be reached, the metrics address was taken.
+// Nothing of the graph was applied.
+type StartError struct{ Err error }
+
+func (e *StartError) Error() string { return "could not start: " + e.Err.Error() }
+func (e *StartError) Unwrap() error { return e.Err }
+
+// DefaultStopTimeout bounds a whole stop: resources, the metrics server
+// and etcd, from the moment the run's context ends until Run returns.
+const DefaultStopTimeout = 2 * time.Second
+
+// engineStopTimeout is the part of the stop the engine's vertices get at
+// most; the metrics server and etcd get the rest (an etcd member stops in
+// about 100 ms).
+const engineStopTimeout = 1500 * time.Millisecond
+
+// rebuildWindow: collected resources that keep changing (another host
+// putting its exports one by one) rebuild the graph at most once per
+// window; the first change after a quiet window rebuilds at once.
+const rebuildWindow = 100 * time.Millisecond
 
 // Load parses and compiles a graph file for no host in particular: its
 // templates are checked against every fact name, every resource is kept
@@ -84,15 +116,21 @@ type runner struct {
 	cfg     Config
 	log     *slog.Logger
 	eng     *engine.Engine
-	source  []byte         // the last valid graph file
-	cluster *cluster       // nil until the graph needs other hosts
-	remote  []collectedRes // what other hosts export and this graph collects
+	metrics *metrics.Server  // nil without MetricsListen
+	source  []byte           // the last valid graph file
+	yg      *yamlgraph.Graph // source, parsed
+	cluster *cluster         // nil until the graph needs other hosts
+	watch   *exportsWatch    // other hosts' exports of the kinds yg collects; nil: none
+	snap    []etcd.Export    // the newest snapshot watch delivered
+	window  time.Duration    // see rebuildWindow
 }
 
 // Run loads cfg.File and runs it until ctx ends or the converged timeout
-// passes. It returns an *InvalidError when the first load fails (nothing
-// applied) and an *engine.RunError when resources failed.
-func Run(ctx context.Context, cfg Config) error {
+// passes. It returns an *InvalidError when the first load fails, a
+// *StartError when the run could not start (nothing applied in either
+// case) and an *engine.RunError when resources failed. With cfg.Report
+// set, the report is written whatever the outcome.
+func Run(ctx context.Context, cfg Config) (err error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -100,33 +138,60 @@ func Run(ctx context.Context, cfg Config) error {
 	if abs, err := filepath.Abs(cfg.File); err == nil {
 		cfg.File = abs
 	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = DefaultStopTimeout
+	}
 	started := time.Now()
+	r := &runner{cfg: cfg, log: log, window: rebuildWindow}
+	defer func() {
+		if cfg.Report == "" {
+			return
+		}
+		if werr := writeReport(cfg, r.eng, started, err); werr != nil {
+			log.Error("report", "file", cfg.Report, "err", werr)
+		}
+	}()
 	data, err := readGraph(cfg.File)
 	if err != nil {
-		err = &InvalidError{err}
-		reportInvalid(cfg, started, err, log)
-		return err
+		return &InvalidError{err}
 	}
-	r := &runner{cfg: cfg, log: log, source: data}
 	yg, g, err := r.build(ctx, data)
 	if err != nil {
-		reportInvalid(cfg, started, err, log)
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	r.source, r.yg = data, yg
 
-	remote := make(chan []collectedRes, 1)
+	// Everything started from here on is stopped by stop, within one
+	// deadline counted from the moment runCtx ends.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopBegan := make(chan time.Time, 1)
+	context.AfterFunc(runCtx, func() { stopBegan <- time.Now() })
+	defer func() {
+		cancel()
+		r.stop((<-stopBegan).Add(cfg.StopTimeout))
+	}()
+	if cfg.MetricsListen != "" {
+		ms, err := metrics.Listen(cfg.MetricsListen, log)
+		if err != nil {
+			return &StartError{err}
+		}
+		r.metrics = ms
+		cfg.Observer = ms
+	}
 	if cfg.Cluster.wanted() || needsCluster(yg) {
-		if err := r.startCluster(ctx, yg, remote); err != nil {
+		if err := r.startCluster(runCtx, yg); err != nil {
 			return err
 		}
-		defer r.cluster.close()
+		if err := r.follow(runCtx); err != nil {
+			return &StartError{err}
+		}
 	}
 
 	r.eng = engine.New(engine.Config{
 		Hostname: cfg.Hostname, Prefix: cfg.Prefix, Logger: log,
 		Noop: cfg.Noop, ConvergedTimeout: cfg.ConvergedTimeout, Observer: cfg.Observer,
+		StopTimeout: min(engineStopTimeout, cfg.StopTimeout*3/4),
 	})
 	var fileChanged <-chan struct{}
 	if cfg.Watch {
@@ -141,17 +206,32 @@ func Run(ctx context.Context, cfg Config) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		r.rebuildLoop(ctx, fileChanged, remote)
+		r.rebuildLoop(runCtx, fileChanged)
 	}()
-	err = r.eng.Run(ctx, g)
+	err = r.eng.Run(runCtx, g)
 	cancel()
 	<-done
-	if cfg.Report != "" {
-		if werr := writeReport(cfg, r.eng, started, err); werr != nil {
-			log.Error("report", "file", cfg.Report, "err", werr)
-		}
-	}
 	return err
+}
+
+// stop ends what the run started besides the engine (which has stopped
+// by now): the metrics server and etcd, side by side, giving up on
+// either at deadline, when the process is about to exit anyway.
+func (r *runner) stop(deadline time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	var wg sync.WaitGroup
+	if r.metrics != nil {
+		wg.Go(func() {
+			if err := r.metrics.Shutdown(ctx); err != nil {
+				r.log.Warn("metrics server stopped at the stop deadline", "err", err)
+			}
+		})
+	}
+	if r.cluster != nil {
+		wg.Go(func() { r.cluster.close(ctx) })
+	}
+	wg.Wait()
 }
 
 // HostData gathers the facts of the host cfg describes (its Hostname,
@@ -181,7 +261,8 @@ func (r *runner) build(ctx context.Context, data []byte) (*yamlgraph.Graph, *eng
 		r.log.Debug("edge dropped on this host", "edge", d.Name, "source", d.Source, "why", d.Why)
 	}
 	decl := yg.Decl
-	decl.Vertices = append(decl.Vertices[:len(decl.Vertices):len(decl.Vertices)], r.collectedVertices(yg)...)
+	remote := r.decodeCollected(r.snap, collectPatterns(yg))
+	decl.Vertices = append(decl.Vertices[:len(decl.Vertices):len(decl.Vertices)], r.collectedVertices(yg, remote)...)
 	g, err := engine.Compile(ctx, &decl, r.log)
 	if err != nil {
 		return nil, nil, &InvalidError{err}
@@ -192,10 +273,22 @@ func (r *runner) build(ctx context.Context, data []byte) (*yamlgraph.Graph, *eng
 
 // rebuildLoop swaps in a new graph whenever the file changes (or a reload
 // is asked for) or other hosts' exports do. An invalid file is logged and
-// the running graph kept.
-func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}, remote <-chan []collectedRes) {
+// the running graph kept. A new graph file also takes effect for the
+// cluster at once: its exports are published, its collect entries
+// followed, and etcd started if this is the first graph to need it.
+//
+// Exports that keep changing are coalesced: a snapshot only replaces the
+// previous one, and they rebuild the graph at most once per r.window.
+func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}) {
+	defer r.unfollow()
+	var (
+		remoteDirty bool             // r.snap is newer than the running graph
+		lastRemote  time.Time        // when a rebuild last took r.snap in
+		wait        <-chan time.Time // the rest of the window, while remoteDirty
+		retry       <-chan time.Time // following the collect entries failed
+	)
 	for {
-		data := r.source
+		data, fromFile := r.source, false
 		select {
 		case <-ctx.Done():
 			return
@@ -204,17 +297,41 @@ func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}, r
 			if !ok || bytes.Equal(d, r.source) {
 				continue // gone for a moment (an editor's rename), or no change
 			}
-			data = d
+			data, fromFile = d, true
 		case <-r.cfg.Reload:
 			r.log.Info("reload asked for", "file", r.cfg.File)
 			d, ok := r.reread()
 			if !ok {
 				continue
 			}
-			data = d
-		case rs := <-remote:
-			r.remote = rs
+			data, fromFile = d, true
+		case snap, ok := <-r.snaps():
+			if !ok { // the client was closed under the watch
+				r.watch = nil
+				retry = time.After(time.Second)
+				continue
+			}
+			r.snap, remoteDirty = snap, true
+		case <-wait:
+			wait = nil
+		case <-retry:
+			retry = nil
+			if err := r.follow(ctx); err != nil {
+				r.log.Error("collect entries not followed; trying again", "err", err, "in", time.Second)
+				retry = time.After(time.Second)
+			}
+			continue
 		}
+		if !fromFile {
+			if !remoteDirty || wait != nil {
+				continue
+			}
+			if d := r.window - time.Since(lastRemote); d > 0 {
+				wait = time.After(d)
+				continue
+			}
+		}
+		lastRemote, remoteDirty = time.Now(), false
 		yg, g, err := r.build(ctx, data)
 		if err != nil {
 			r.log.Error("new graph refused: still running the previous one", "file", r.cfg.File, "err", err)
@@ -222,13 +339,18 @@ func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}, r
 		}
 		if !bytes.Equal(data, r.source) {
 			r.log.Info("graph file changed: swapping graphs", "file", r.cfg.File)
-			r.source = data
-			if r.cluster == nil && needsCluster(yg) {
-				r.log.Warn("the new graph exports or collects resources: restart mgmt to join the cluster")
-			}
+			r.source, r.yg = data, yg
+			r.joinIfNeeded(ctx, yg)
 			if r.cluster != nil {
 				r.cluster.publish(yg)
 			}
+			if err := r.follow(ctx); err != nil {
+				r.log.Error("collect entries not followed; trying again", "err", err, "in", time.Second)
+				retry = time.After(time.Second)
+			}
+		}
+		if !fromFile {
+			r.log.Debug("other hosts' exports changed: swapping graphs", "exports", len(r.snap))
 		}
 		r.eng.Swap(g)
 	}

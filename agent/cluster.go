@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -59,6 +60,7 @@ type cluster struct {
 	cancel    context.CancelFunc // ends the publisher and the exports watch
 	want      chan []etcd.Export // one slot: the newest set to publish
 	published chan struct{}      // closed when the publisher has returned
+	stopEtcd  func()             // c.agent.Stop; tests make it hang
 }
 
 // collectedRes is one resource another host exports, as this host will
@@ -68,10 +70,9 @@ type collectedRes struct {
 	res              engine.Res
 }
 
-// startCluster starts or joins etcd, publishes this host's exports and
-// follows the other hosts' exports of the collected kinds, sending each
-// new set on remote.
-func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph, remote chan []collectedRes) error {
+// startCluster starts or joins etcd and publishes this host's exports;
+// follow then watches the other hosts' exports of the collected kinds.
+func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph) error {
 	cc := r.cfg.Cluster
 	c := &cluster{host: r.cfg.Hostname, log: r.log}
 	elog := r.log.With("component", "etcd")
@@ -96,9 +97,10 @@ func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph, remote c
 		if errors.Is(err, etcd.ErrConfig) {
 			return &InvalidError{err}
 		}
-		return fmt.Errorf("etcd: %w", err)
+		return &StartError{fmt.Errorf("etcd: %w", err)}
 	}
 	c.client = c.agent.Client()
+	c.stopEtcd = c.agent.Stop
 	r.log.Info("etcd ready", "seeds", cc.Seeds, "no_server", cc.NoServer, "ideal_cluster_size", cc.IdealClusterSize)
 	r.cluster = c
 	cctx, cancel := context.WithCancel(ctx)
@@ -107,40 +109,97 @@ func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph, remote c
 	c.published = make(chan struct{})
 	go c.publisher(cctx)
 	c.publish(yg)
+	return nil
+}
 
-	kinds := map[string]string{} // kind -> pattern, the first collect entry of each kind
-	var names []string
-	for _, col := range yg.Collect {
-		if _, dup := kinds[col.Kind]; !dup {
-			kinds[col.Kind] = col.Pattern
-			names = append(names, col.Kind)
-		}
+// joinIfNeeded starts etcd for a new graph that is the first of the run
+// to export or collect resources. If it cannot start, the graph runs
+// without the cluster (what it exports is not published, nothing is
+// collected) and the next new graph tries again.
+func (r *runner) joinIfNeeded(ctx context.Context, yg *yamlgraph.Graph) {
+	if r.cluster != nil || !needsCluster(yg) {
+		return
 	}
-	if len(names) == 0 {
+	r.log.Info("the new graph exports or collects resources: starting etcd")
+	if err := r.startCluster(ctx, yg); err != nil {
+		r.log.Error("etcd could not start: exports not published, nothing collected; the next change of the graph file tries again", "err", err)
+	}
+}
+
+// exportsWatch follows other hosts' exports of some kinds.
+type exportsWatch struct {
+	kinds  []string // sorted
+	snaps  <-chan []etcd.Export
+	cancel context.CancelFunc
+}
+
+// snaps is the channel of the current watch, nil (never ready) without one.
+func (r *runner) snaps() <-chan []etcd.Export {
+	if r.watch == nil {
 		return nil
 	}
-	wctx := cctx
-	snaps, err := c.client.WatchExports(wctx, r.cfg.Hostname, names)
+	return r.watch.snaps
+}
+
+// follow makes the exports watch match r.yg's collect entries: started,
+// restarted with other kinds, or stopped. The newest snapshot stays until
+// the new watch delivers its first; build leaves out what it holds of
+// kinds no longer collected, and uses the new patterns at once.
+func (r *runner) follow(ctx context.Context) error {
+	kinds := collectKinds(r.yg)
+	if r.watch != nil && slices.Equal(r.watch.kinds, kinds) {
+		return nil
+	}
+	r.unfollow()
+	if len(kinds) == 0 {
+		r.snap = nil
+		return nil
+	}
+	if r.cluster == nil {
+		return nil // joinIfNeeded said why
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	snaps, err := r.cluster.client.WatchExports(wctx, r.cfg.Hostname, kinds)
 	if err != nil {
-		c.close()
-		r.cluster = nil
+		cancel()
 		return fmt.Errorf("watch exported resources: %w", err)
 	}
-	go func() {
-		for snap := range snaps {
-			rs := r.decodeCollected(snap, kinds)
-			select { // keep only the newest set
-			case <-remote:
-			default:
-			}
-			select {
-			case remote <- rs:
-			case <-wctx.Done():
-				return
-			}
-		}
-	}()
+	r.watch = &exportsWatch{kinds: kinds, snaps: snaps, cancel: cancel}
 	return nil
+}
+
+// unfollow ends the exports watch, if any, and waits for its goroutine:
+// the etcd package closes the channel when it returns.
+func (r *runner) unfollow() {
+	if r.watch == nil {
+		return
+	}
+	r.watch.cancel()
+	for range r.watch.snaps {
+	}
+	r.watch = nil
+}
+
+// collectKinds are the kinds yg collects, sorted, each once.
+func collectKinds(yg *yamlgraph.Graph) []string {
+	var kinds []string
+	for _, col := range yg.Collect {
+		kinds = append(kinds, col.Kind)
+	}
+	slices.Sort(kinds)
+	return slices.Compact(kinds)
+}
+
+// collectPatterns maps each kind yg collects to the pattern of its first
+// collect entry.
+func collectPatterns(yg *yamlgraph.Graph) map[string]string {
+	patterns := map[string]string{}
+	for _, col := range yg.Collect {
+		if _, dup := patterns[col.Kind]; !dup {
+			patterns[col.Kind] = col.Pattern
+		}
+	}
+	return patterns
 }
 
 // decodeCollected turns other hosts' exports into resources for this host,
@@ -174,7 +233,7 @@ func (r *runner) decodeCollected(snap []etcd.Export, patterns map[string]string)
 
 // collectedVertices validates the collected resources against this graph:
 // one whose kind and name a local resource already has is left out.
-func (r *runner) collectedVertices(yg *yamlgraph.Graph) []*engine.Vertex {
+func (r *runner) collectedVertices(yg *yamlgraph.Graph, remote []collectedRes) []*engine.Vertex {
 	taken := map[engine.Ref]bool{}
 	for _, v := range yg.Vertices {
 		taken[engine.Ref{Kind: v.Kind, Name: v.Name}] = true
@@ -188,7 +247,7 @@ func (r *runner) collectedVertices(yg *yamlgraph.Graph) []*engine.Vertex {
 		}
 	}
 	var out []*engine.Vertex
-	for _, c := range r.remote {
+	for _, c := range remote {
 		ref := engine.Ref{Kind: c.kind, Name: c.name}
 		if taken[ref] {
 			r.log.Warn("collected resource left out: a resource of that name exists here", "host", c.host, "res", ref.String())
@@ -288,8 +347,20 @@ func (c *cluster) publisher(ctx context.Context) {
 	}
 }
 
-func (c *cluster) close() {
+// close stops publishing, then leaves etcd. An etcd that has not
+// stopped when ctx ends (a peer gone, a leader that cannot be told) is left
+// stopping: the process is about to exit.
+func (c *cluster) close(ctx context.Context) {
 	c.cancel()
-	<-c.published
-	c.agent.Stop()
+	<-c.published // Publish returns as soon as its context ends
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		c.stopEtcd()
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		c.log.Warn("etcd still stopping at the stop deadline: leaving it")
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,22 +18,21 @@ type runReport struct {
 	Started  time.Time       `json:"started"`
 	Finished time.Time       `json:"finished"`
 	Seconds  float64         `json:"seconds"`
-	Result   string          `json:"result"` // ok, failed or invalid (nothing applied)
+	Result   string          `json:"result"` // ok, failed, or invalid (nothing applied)
 	Error    string          `json:"error,omitempty"`
 	Changed  int             `json:"changed"` // resources that changed something
 	Failed   int             `json:"failed"`
 	Res      []engine.Report `json:"resources"`
 }
 
-// reportInvalid writes the report of a run refused before it started, so
-// that a cron job never reads the report of an earlier run as this one's.
-func reportInvalid(cfg Config, started time.Time, err error, log *slog.Logger) {
-	if cfg.Report == "" {
-		return
+// WriteFailedReport writes the report of a run that ended before Run
+// (a bad flag): nothing ran. An *InvalidError is reported as "invalid",
+// anything else as "failed".
+func WriteFailedReport(cfg Config, started time.Time, err error) error {
+	if abs, aerr := filepath.Abs(cfg.File); aerr == nil && cfg.File != "" {
+		cfg.File = abs
 	}
-	if werr := writeReport(cfg, nil, started, err); werr != nil {
-		log.Error("report", "file", cfg.Report, "err", werr)
-	}
+	return writeReport(cfg, nil, started, err)
 }
 
 // writeReport writes the run's summary atomically (temporary file, then

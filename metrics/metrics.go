@@ -165,6 +165,13 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// Shutdown stops the server: scrapes under way may finish until ctx ends,
+// then every connection still open is closed. It returns once the
+// server's goroutine has ended, shortly after ctx at the latest.
+func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		err = errors.Join(err, s.srv.Close())

@@ -16,7 +16,6 @@ import (
 
 	"github.com/mgmtconfig/mgmt/agent"
 	"github.com/mgmtconfig/mgmt/engine"
-	"github.com/mgmtconfig/mgmt/metrics"
 	"github.com/mgmtconfig/mgmt/quote"
 	_ "github.com/mgmtconfig/mgmt/resources/all"
 	"github.com/mgmtconfig/mgmt/yamlgraph"
@@ -29,7 +28,7 @@ var version = "dev"
 // Exit statuses.
 const (
 	exitOK      = 0
-	exitFailed  = 1 // resources failed
+	exitFailed  = 1 // resources failed, or the run could not start (etcd, the metrics address)
 	exitInvalid = 2 // bad input: nothing applied
 )
 
@@ -55,19 +54,23 @@ func run(args []string) int {
 	// escaping the whole message too keeps any that did not from
 	// reordering or hiding what the terminal shows.
 	fmt.Fprintln(os.Stderr, "mgmt:", quote.Escape(err.Error()))
+	return exitCode(err)
+}
+
+// exitCode: 2 for input to fix (a bad flag or graph), 1 for a run that
+// failed or could not start although its input was valid.
+func exitCode(err error) int {
 	var inv *agent.InvalidError
 	var usage *usageError
+	var re *engine.RunError
+	var se *agent.StartError
 	var failed *failedError
 	switch {
 	case errors.As(err, &inv), errors.As(err, &usage):
 		return exitInvalid
-	case errors.As(err, &failed):
+	case errors.As(err, &re), errors.As(err, &se), errors.As(err, &failed):
 		return exitFailed
 	default:
-		var re *engine.RunError
-		if errors.As(err, &re) {
-			return exitFailed
-		}
 		return exitInvalid // cobra's own flag and argument errors
 	}
 }
@@ -97,7 +100,21 @@ func runCmd() *cobra.Command {
 		Use:   "run --file GRAPH.yaml",
 		Short: "Run a graph: apply it, then keep it applied",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			// A run that ends before agent.Run still replaces the report,
+			// so that no one reads an earlier run's as this one's.
+			started, ran := time.Now(), false
+			defer func() {
+				if err != nil && !ran && cfg.Report != "" {
+					rerr := err
+					if exitCode(err) == exitInvalid {
+						rerr = &agent.InvalidError{Err: err}
+					}
+					if werr := agent.WriteFailedReport(cfg, started, rerr); werr != nil {
+						fmt.Fprintln(os.Stderr, "mgmt: report:", werr)
+					}
+				}
+			}()
 			if cfg.File == "" {
 				return &usageError{"run: --file is required"}
 			}
@@ -110,7 +127,7 @@ func runCmd() *cobra.Command {
 			}
 			if cfg.Hostname == "" {
 				if cfg.Hostname, err = os.Hostname(); err != nil {
-					return fmt.Errorf("hostname: %w", err)
+					return &agent.StartError{Err: fmt.Errorf("hostname: %w", err)}
 				}
 			}
 			cfg.Logger = log
@@ -129,21 +146,15 @@ func runCmd() *cobra.Command {
 				}
 				defer f.Close()
 				if err := pprof.StartCPUProfile(f); err != nil {
-					return fmt.Errorf("cpu profile: %w", err)
+					return &agent.StartError{Err: fmt.Errorf("cpu profile: %w", err)}
 				}
 				defer pprof.StopCPUProfile()
 			}
-			if promListen != "" {
-				ms, err := metrics.Listen(promListen, log)
-				if err != nil {
-					return &usageError{fmt.Sprintf("--prometheus-listen: %v", err)}
-				}
-				defer ms.Close() // after the run, scrapes under way get 2 s
-				cfg.Observer = ms
-			}
+			cfg.MetricsListen = promListen
 			ctx, stop := signalContext(log)
 			defer stop()
 			cfg.Reload = hangups(ctx)
+			ran = true
 			return agent.Run(ctx, cfg)
 		},
 	}
