@@ -140,6 +140,12 @@ func checkOption(o string) error {
 	if strings.ContainsAny(o, "\n\r\x00") {
 		return errors.New("has a line break or NUL")
 	}
+	if o[0] == '#' {
+		return errors.New("starts with '#': the whole line would be a comment")
+	}
+	if knownType(o) {
+		return errors.New("is a key type: the line would not be read as this key")
+	}
 	quoted := false
 	for i := 0; i < len(o); i++ {
 		switch c := o[i]; {
