@@ -148,6 +148,17 @@ func uniqueUIDs(_ context.Context, g *Graph) error {
 			owner[uid] = v
 		}
 	}
+	for _, v := range g.Vertices() {
+		x, ok := v.Res.(Excluder)
+		if !ok {
+			continue
+		}
+		for _, uid := range x.Excludes() {
+			if o, dup := owner[uid]; dup && o != v {
+				errs = append(errs, fmt.Errorf("%s: %s and %s (%s) both manage %s %s: only one resource may", v.Source, v, o, o.Source, uid.Kind, uid.Key))
+			}
+		}
+	}
 	return errors.Join(errs...)
 }
 
