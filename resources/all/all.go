@@ -9,5 +9,6 @@ import (
 	_ "github.com/mgmtconfig/mgmt/resources/noop"
 	_ "github.com/mgmtconfig/mgmt/resources/pkg"
 	_ "github.com/mgmtconfig/mgmt/resources/svc"
+	_ "github.com/mgmtconfig/mgmt/resources/sysctl"
 	_ "github.com/mgmtconfig/mgmt/resources/timer"
 )
