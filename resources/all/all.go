@@ -5,6 +5,7 @@ import (
 	// Each kind registers itself with the engine from init.
 	_ "github.com/mgmtconfig/mgmt/resources/exec"
 	_ "github.com/mgmtconfig/mgmt/resources/file"
+	_ "github.com/mgmtconfig/mgmt/resources/hostname"
 	_ "github.com/mgmtconfig/mgmt/resources/line"
 	_ "github.com/mgmtconfig/mgmt/resources/noop"
 	_ "github.com/mgmtconfig/mgmt/resources/pkg"
