@@ -359,13 +359,23 @@ func (r *File) Close() error { return nil }
 
 // UIDs names the path the resource manages: cleaned, without a trailing
 // "/", so that a directory x/ and a file x are one path with two owners,
-// refused when the graph is compiled.
+// refused when the graph is compiled. A file whose whole content it
+// manages (content, source, or absent) also owns that content, so that a
+// line resource on the same file is refused as a second owner.
 func (r *File) UIDs() []engine.UID {
 	if !filepath.IsAbs(r.Path) {
 		return nil
 	}
-	return []engine.UID{{Kind: "file", Key: filepath.Clean(r.Path)}}
+	p := filepath.Clean(r.Path)
+	uids := []engine.UID{{Kind: "file", Key: p}}
+	if r.State == StateAbsent || !strings.HasSuffix(r.Path, "/") && (r.Content != nil || r.Source != "") {
+		uids = append(uids, engine.UID{Kind: ContentUID, Key: p})
+	}
+	return uids
 }
+
+// ContentUID is the UID kind of a file's whole content.
+const ContentUID = "content"
 
 // AutoEdges asks for an edge from the nearest managed directory above the
 // path, from the user and group resources of its owner and group, and from
