@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -82,6 +83,19 @@ func (r *Rollout) Failures() int {
 		}
 	}
 	return n
+}
+
+// clone is a deep copy of r.
+func (r Rollout) clone() Rollout {
+	r.Hosts = slices.Clone(r.Hosts)
+	r.Batches = slices.Clone(r.Batches)
+	for i := range r.Batches {
+		r.Batches[i] = slices.Clone(r.Batches[i])
+	}
+	r.Results = maps.Clone(r.Results)
+	r.Depooled = slices.Clone(r.Depooled)
+	r.Why = maps.Clone(r.Why)
+	return r
 }
 
 func (r *Rollout) timeout() time.Duration {
@@ -312,7 +326,7 @@ func (s *Store) Drive(ctx context.Context, onChange func(Rollout)) (Rollout, err
 			return Rollout{}, err
 		}
 		if rev != seen && onChange != nil {
-			onChange(r)
+			onChange(r.clone()) // step changes r's maps and slices
 		}
 		seen = rev
 		if r.State != RolloutRunning {
