@@ -39,10 +39,15 @@ var (
 	ErrRolloutRunning = errors.New("a rollout is running")
 	// ErrNoRollout: there is no rollout record, or none running to abort.
 	ErrNoRollout = errors.New("no rollout")
-	// ErrAmount is a --batch, --max-failures or --canary value that is not
-	// a count or a percentage in range.
-	ErrAmount = errors.New("bad amount")
 )
+
+// AmountError is a rollout flag's value out of range or not a count or
+// a percentage.
+type AmountError struct {
+	Flag, Value, Why string
+}
+
+func (e *AmountError) Error() string { return fmt.Sprintf("%s %q: %s", e.Flag, e.Value, e.Why) }
 
 // maxOps bounds the operations of one transaction: etcd's default
 // --max-txn-ops is 128.
@@ -115,11 +120,11 @@ func ParseAmount(flag, s string) (Amount, error) {
 	n, err := strconv.Atoi(v)
 	switch {
 	case err != nil:
-		return Amount{}, fmt.Errorf("%w: %s %q: want a number of hosts (3) or a percentage of them (25%%)", ErrAmount, flag, s)
+		return Amount{}, &AmountError{flag, s, "want a number of hosts (3) or a percentage of them (25%)"}
 	case n < 0:
-		return Amount{}, fmt.Errorf("%w: %s %q: cannot be negative", ErrAmount, flag, s)
+		return Amount{}, &AmountError{flag, s, "cannot be negative"}
 	case pct && n > 100:
-		return Amount{}, fmt.Errorf("%w: %s %q: a percentage of the hosts is at most 100%%", ErrAmount, flag, s)
+		return Amount{}, &AmountError{flag, s, "a percentage of the hosts is at most 100%"}
 	}
 	return Amount{N: n, Percent: pct}, nil
 }
@@ -157,11 +162,11 @@ type RolloutSpec struct {
 func (sp RolloutSpec) Check() error {
 	switch {
 	case sp.Canary < 0:
-		return fmt.Errorf("%w: --canary %d: cannot be negative", ErrAmount, sp.Canary)
+		return &AmountError{"--canary", strconv.Itoa(sp.Canary), "cannot be negative"}
 	case sp.Batch.N <= 0:
-		return fmt.Errorf("%w: --batch %s: a batch needs at least one host", ErrAmount, sp.Batch)
+		return &AmountError{"--batch", sp.Batch.String(), "a batch needs at least one host"}
 	case sp.Timeout <= 0:
-		return fmt.Errorf("%w: --batch-timeout %v: want a positive duration", ErrAmount, sp.Timeout)
+		return &AmountError{"--batch-timeout", sp.Timeout.String(), "want a positive duration"}
 	}
 	return nil
 }

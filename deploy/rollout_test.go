@@ -639,8 +639,9 @@ func TestParseAmount(t *testing.T) {
 	} {
 		got, err := ParseAmount("--batch", tc.in)
 		if tc.wantErr != "" {
-			if err == nil || !errors.Is(err, ErrAmount) || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("%q: %v, want an ErrAmount saying %q", tc.in, err, tc.wantErr)
+			var ae *AmountError
+			if !errors.As(err, &ae) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: %v, want an *AmountError saying %q", tc.in, err, tc.wantErr)
 			}
 			continue
 		}
@@ -651,7 +652,7 @@ func TestParseAmount(t *testing.T) {
 	// A batch of no hosts never ends: refused, as a count or a percentage.
 	for _, b := range []string{"0", "0%"} {
 		sp := spec(0, b, "0", time.Second)
-		if err := sp.Check(); err == nil || !strings.Contains(err.Error(), "a batch needs at least one host") {
+		if err := sp.Check(); err == nil || !strings.Contains(err.Error(), `--batch "`+b+`": a batch needs at least one host`) {
 			t.Errorf("--batch %s: %v", b, err)
 		}
 	}
