@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // TestAgentsStartedAtOnce starts the three-host demo's agents back to back:
@@ -128,3 +130,56 @@ func (h noteHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h noteHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h noteHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestAgentStopWhileJoining stops a cluster of three agents all at once,
+// as a shutdown of every host does, while the third one's server is a
+// learner still joining: it cannot remove its half-added member from a
+// cluster that is going away, and must not spend long trying (up to 15 s,
+// which the agent's stop waited for).
+func TestAgentStopWhileJoining(t *testing.T) {
+	start := func(cfg AgentConfig) *Agent {
+		t.Helper()
+		// etcd's own raft timing: a longer learner phase to catch.
+		cfg.Server.HeartbeatInterval, cfg.Server.ElectionTimeout = 0, 0
+		ag, err := StartAgent(t.Context(), cfg)
+		if err != nil {
+			t.Fatalf("agent %s: %v", cfg.Host, err)
+		}
+		t.Cleanup(ag.Stop)
+		return ag
+	}
+	a := start(AgentConfig{Host: "a", Server: testServerConfig(t, "a")})
+	seeds := a.Client().Endpoints()
+	b := start(AgentConfig{Host: "b", Seeds: seeds, Server: testServerConfig(t, "b")})
+	obs := connectTest(t, seeds)
+	wantMembers(t, obs, "a", "b")
+	c := start(AgentConfig{Host: "c", Seeds: seeds, Server: testServerConfig(t, "c")})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		members, err := obs.memberList(t.Context())
+		if err == nil && slices.ContainsFunc(members, func(m *etcdserverpb.Member) bool { return m.IsLearner }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("c never seen as a learner: members %v, err %v", members, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The members' own stops are not measured: a leader stopping tries to
+	// hand its leadership over first, to members that are stopping too.
+	var wg sync.WaitGroup
+	wg.Go(a.Stop)
+	wg.Go(b.Stop)
+	began := time.Now()
+	c.Stop()
+	took := time.Since(began)
+	wg.Wait()
+	t.Logf("c, joining, stopped in %v", took.Round(time.Millisecond))
+	// The removal's one attempt is 2 s. A server caught starting may add
+	// up to 7 s more: etcd's own start asks the other members for the
+	// cluster's state (with a 7 s timeout that no context ends), and the
+	// stopping leader no longer answers.
+	if took > 11*time.Second {
+		t.Errorf("c took %v to stop", took)
+	}
+}

@@ -78,7 +78,7 @@ func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error)
 			s, err := StartServer(ctx, cfg)
 			if err == nil && self.IsLearner {
 				// It died between its start and its promotion.
-				if err = seeds.promote(ctx, self.ID, peerURLs); err == nil {
+				if err = seeds.promote(ctx, self.ID); err == nil {
 					err = s.waitVoter(ctx)
 				}
 				if err != nil {
@@ -125,7 +125,7 @@ func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error)
 	cfg.InitialCluster = initialCluster(members, id, cfg.Name)
 	s, err := StartServer(ctx, cfg)
 	if err == nil && learner {
-		if err = seeds.promote(ctx, id, peerURLs); err == nil {
+		if err = seeds.promote(ctx, id); err == nil {
 			err = s.waitVoter(ctx)
 		}
 		if err != nil {
@@ -133,8 +133,14 @@ func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error)
 		}
 	}
 	if err != nil {
-		// A learner left behind would refuse every other host's join.
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 3*seeds.timeout)
+		// A learner left behind would refuse every other host's join. When
+		// the join was called off (the agent stops, perhaps with the whole
+		// cluster), one attempt is all it waits for.
+		rollback := seeds.timeout
+		if ctx.Err() != nil {
+			rollback = confChangeTimeout
+		}
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), rollback)
 		if rerr := seeds.remove(rctx, id); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("roll back the member added: %w", rerr))
 		}
@@ -201,19 +207,13 @@ func (c *Client) addLearner(ctx context.Context, peerURLs []string) (uint64, boo
 // promote makes learner id a voting member as soon as it has caught up
 // with the leader. A promotion that applied though its answer was lost is
 // seen on the next attempt: the member is no learner any more.
-func (c *Client) promote(ctx context.Context, id uint64, peerURLs []string) error {
-	began := time.Now()
-	warned := false
+func (c *Client) promote(ctx context.Context, id uint64) error {
 	err := retry(ctx, func() error {
 		rctx, cancel := context.WithTimeout(ctx, confChangeTimeout)
 		defer cancel()
 		_, err := c.cli.MemberPromote(rctx, id)
 		if errors.Is(err, rpctypes.ErrMemberNotLearner) {
 			return nil
-		}
-		if errors.Is(err, rpctypes.ErrMemberLearnerNotReady) && !warned && time.Since(began) > 10*time.Second {
-			warned = true
-			c.log.Warn("etcd learner not caught up with the leader yet: can the leader reach its peer URLs?", "id", fmt.Sprintf("%x", id), "peer_urls", peerURLs)
 		}
 		return err
 	}, rpctypes.ErrMemberLearnerNotReady, rpctypes.ErrUnhealthy, rpctypes.ErrMemberNotEnoughStarted)
