@@ -53,7 +53,8 @@ type Agent struct {
 // client then talks to it too. etcd takes one new member at a time and
 // none within 5 s of the previous change, so hosts started together
 // become members one after the other, seconds apart, while all of them
-// exchange from the start.
+// exchange from the start. An agent whose server has a member's data (it
+// was restarted) starts it again before it returns, as Join does.
 func StartAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 	if cfg.Host == "" {
 		return nil, fmt.Errorf("%w: an agent needs a host name", ErrConfig)
@@ -99,9 +100,22 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 		if a.client, err = connect(cfg.Seeds); err != nil {
 			return nil, err
 		}
-		jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		a.cancel = cancel
-		a.wg.Go(func() { a.join(jctx, cfg.Server) })
+		if hasData(cfg.Server.DataDir) {
+			// A member restarted: nothing to wait for, and its cluster may
+			// need it back for a quorum (two members, one of them this
+			// one) before the exchange can work at all.
+			began := time.Now()
+			if s, err := Join(ctx, a.client, cfg.Server); err == nil {
+				a.joined(s, began)
+			} else {
+				a.client.log.Warn("restarting the etcd member failed; joining in the background", "member", cfg.Server.Name, "err", err)
+			}
+		}
+		if a.server == nil {
+			jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			a.cancel = cancel
+			a.wg.Go(func() { a.join(jctx, cfg.Server) })
+		}
 	}
 	if cfg.IdealClusterSize > 0 && !cfg.NoServer {
 		mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -126,9 +140,7 @@ func (a *Agent) join(ctx context.Context, cfg ServerConfig) {
 	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
 		s, err := Join(ctx, a.client, cfg)
 		if err == nil {
-			a.server = s
-			a.client.cli.SetEndpoints(append(s.Endpoints(), a.client.cli.Endpoints()...)...)
-			a.client.log.Info("joined the etcd cluster", "member", cfg.Name, "endpoints", s.Endpoints(), "after", time.Since(began).Round(time.Millisecond))
+			a.joined(s, began)
 			return
 		}
 		if ctx.Err() != nil {
@@ -141,6 +153,14 @@ func (a *Agent) join(ctx context.Context, cfg ServerConfig) {
 		case <-time.After(delay):
 		}
 	}
+}
+
+// joined keeps s, the agent's server, now a voting member, and adds it to
+// the client's endpoints.
+func (a *Agent) joined(s *Server, began time.Time) {
+	a.server = s
+	a.client.cli.SetEndpoints(append(s.Endpoints(), a.client.cli.Endpoints()...)...)
+	a.client.log.Info("joined the etcd cluster", "member", s.e.Config().Name, "endpoints", s.Endpoints(), "after", time.Since(began).Round(time.Millisecond))
 }
 
 // Client returns the agent's connection to the cluster, for Publish and

@@ -239,6 +239,10 @@ func TestAgentKilledAndRestarted(t *testing.T) {
 		"--client-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "--server-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
 	b := start(t, bArgs...)
 	wait.For(t, 10*time.Second, "b's exports at a", func() bool { return listDir(dirA) == "f1a f2a f3a f3b f4a f4b" })
+	// b's member joins after the exchange began. Once it has, a alone is
+	// no quorum: the restarted b must start its member again before it can
+	// exchange anything.
+	waitVoters(t, seed, 30*time.Second, "a", "b")
 	b.cmd.Process.Kill()
 	b.wait(t, 10*time.Second)
 
