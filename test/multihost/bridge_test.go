@@ -157,7 +157,7 @@ func startDemo(t *testing.T) (context.Context, []*demoHost, *dirLog) {
 	// The exchange does not wait for b and c to be etcd members (they join
 	// in the background, one after the other); the cuts below need all
 	// three voting, so that the two hosts left connected are a majority.
-	waitCond(ctx, t, "all three hosts voting etcd members", 45*time.Second, func() bool {
+	wait.For(t, 45*time.Second, "all three hosts voting etcd members", func() bool {
 		v, err := voters(ctx, hosts[0])
 		return err == nil && slices.Equal(v, []string{"a", "b", "c"})
 	})
