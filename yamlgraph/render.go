@@ -87,6 +87,10 @@ type renderer struct {
 	host  *facts.Data // nil: the probe
 	funcs template.FuncMap
 	done  map[*yaml.Node]bool // scalars rendered already (an alias shares its anchor's node)
+	// walked holds the lists and mappings walked already, with whether
+	// they held a template: an alias is walked once, not once per path to
+	// it (a tower of aliases has 4^40 paths in a few lines).
+	walked map[*yaml.Node]bool
 	total int                 // bytes rendered so far
 	steps int                 // range iterations so far
 	// probed holds the resource items whose parameters held templates
@@ -105,7 +109,7 @@ type renderer struct {
 func (p *parser) prepare(doc *yaml.Node, data []byte, opt Options) *renderer {
 	r := &renderer{
 		p: p, data: data, host: opt.Host,
-		done: map[*yaml.Node]bool{}, probed: map[*yaml.Node]bool{}, off: map[engine.Ref]bool{}, on: map[engine.Ref]bool{},
+		done: map[*yaml.Node]bool{}, walked: map[*yaml.Node]bool{}, probed: map[*yaml.Node]bool{}, off: map[engine.Ref]bool{}, on: map[engine.Ref]bool{},
 	}
 	if opt.Host != nil {
 		r.sel.Host = opt.Host.Hostname
@@ -211,9 +215,23 @@ func (r *renderer) value(n *yaml.Node, res string, skip ...string) bool {
 	if n == nil {
 		return false
 	}
-	switch n.Kind {
-	case yaml.ScalarNode:
+	if n.Kind == yaml.ScalarNode {
 		return r.scalar(n, res)
+	}
+	if len(skip) == 0 {
+		if any, ok := r.walked[n]; ok {
+			return any
+		}
+		any := r.walk(n, res)
+		r.walked[n] = any
+		return any
+	}
+	return r.walk(n, res, skip...)
+}
+
+// walk is value of a list or mapping.
+func (r *renderer) walk(n *yaml.Node, res string, skip ...string) bool {
+	switch n.Kind {
 	case yaml.SequenceNode:
 		any := false
 		for _, c := range n.Content {
