@@ -12,7 +12,7 @@ import (
 const (
 	maxDiffInput = 1 << 20  // bytes of either side; larger: sizes and hashes only
 	maxDiffLines = 20000    // lines of either side
-	maxDiffEdits = 2000     // edit distance beyond which no diff is worked out
+	maxDiffEdits = 1000     // edit distance beyond which no diff is worked out
 	maxDiffOut   = 64 << 10 // bytes of diff; the rest is cut, and says so
 	diffContext  = 3        // lines of context around each change
 )
@@ -47,29 +47,67 @@ type op struct {
 	line string
 }
 
-// editScript is Myers' O(ND) shortest edit script of a into b, or ok false
+// editScript is a shortest edit script of a into b (Myers' O(ND)
+// algorithm, after the common head and tail are set apart), or ok false
 // when it needs more than maxEdits edits.
 func editScript(a, b []string, maxEdits int) (ops []op, ok bool) {
+	head := 0
+	for head < len(a) && head < len(b) && a[head] == b[head] {
+		head++
+	}
+	tail := 0
+	for tail < len(a)-head && tail < len(b)-head && a[len(a)-1-tail] == b[len(b)-1-tail] {
+		tail++
+	}
+	for _, l := range a[:head] {
+		ops = append(ops, op{' ', l})
+	}
+	mid, ok := myers(a[head:len(a)-tail], b[head:len(b)-tail], maxEdits)
+	if !ok {
+		return nil, false
+	}
+	ops = append(ops, mid...)
+	for _, l := range a[len(a)-tail:] {
+		ops = append(ops, op{' ', l})
+	}
+	return ops, true
+}
+
+// myers is the shortest edit script of a into b, keeping for each step d
+// only the 2d+1 diagonals it reached (the memory is O(D²), bounded by
+// maxEdits).
+func myers(a, b []string, maxEdits int) ([]op, bool) {
 	n, m := len(a), len(b)
-	max := min(n+m, maxEdits)
-	off := max + 1
-	v := make([]int, 2*max+3)
-	var trace [][]int
+	if n == 0 || m == 0 {
+		var ops []op
+		for _, l := range a {
+			ops = append(ops, op{'-', l})
+		}
+		for _, l := range b {
+			ops = append(ops, op{'+', l})
+		}
+		return ops, true
+	}
+	limit := min(n+m, maxEdits)
+	off := limit + 1
+	v := make([]int32, 2*limit+3)
+	// trace[d] holds v[off-d-1 .. off+d+1] as it was before step d.
+	var trace [][]int32
 	found := -1
-	for d := 0; d <= max && found < 0; d++ {
-		trace = append(trace, append([]int(nil), v...))
+	for d := 0; d <= limit && found < 0; d++ {
+		trace = append(trace, append([]int32(nil), v[off-d-1:off+d+2]...))
 		for k := -d; k <= d; k += 2 {
 			var x int
 			if k == -d || (k != d && v[off+k-1] < v[off+k+1]) {
-				x = v[off+k+1]
+				x = int(v[off+k+1])
 			} else {
-				x = v[off+k-1] + 1
+				x = int(v[off+k-1]) + 1
 			}
 			y := x - k
 			for x < n && y < m && a[x] == b[y] {
 				x, y = x+1, y+1
 			}
-			v[off+k] = x
+			v[off+k] = int32(x)
 			if x >= n && y >= m {
 				found = d
 				break
@@ -79,18 +117,19 @@ func editScript(a, b []string, maxEdits int) (ops []op, ok bool) {
 	if found < 0 {
 		return nil, false
 	}
-	// Walk back from (n, m) through the saved frontiers.
+	var ops []op
 	x, y := n, m
 	for d := found; d > 0; d-- {
 		vd := trace[d]
+		at := func(k int) int { return int(vd[k+d+1]) }
 		k := x - y
 		var pk int
-		if k == -d || (k != d && vd[off+k-1] < vd[off+k+1]) {
+		if k == -d || (k != d && at(k-1) < at(k+1)) {
 			pk = k + 1
 		} else {
 			pk = k - 1
 		}
-		px := vd[off+pk]
+		px := at(pk)
 		py := px - pk
 		for x > px && y > py {
 			x, y = x-1, y-1
