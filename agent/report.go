@@ -21,7 +21,11 @@ type runReport struct {
 	Result   string          `json:"result"` // ok, failed, or invalid (nothing applied)
 	Error    string          `json:"error,omitempty"`
 	Changed  int             `json:"changed"` // resources that changed something
-	Failed   int             `json:"failed"`
+	// Noop: the run applied nothing (--noop); Pending counts the resources
+	// that would change something (each lists its properties).
+	Noop    bool `json:"noop,omitempty"`
+	Pending int  `json:"pending"`
+	Failed  int  `json:"failed"`
 	Res      []engine.Report `json:"resources"`
 }
 
@@ -41,7 +45,7 @@ func writeReport(cfg Config, eng *engine.Engine, started time.Time, runErr error
 	now := time.Now()
 	rep := runReport{
 		Host: cfg.Hostname, File: cfg.File, Started: started, Finished: now,
-		Seconds: now.Sub(started).Seconds(), Result: "ok", Res: []engine.Report{},
+		Seconds: now.Sub(started).Seconds(), Result: "ok", Res: []engine.Report{}, Noop: cfg.Noop,
 	}
 	if eng != nil {
 		rep.Res = eng.Reports()
@@ -56,6 +60,9 @@ func writeReport(cfg Config, eng *engine.Engine, started time.Time, runErr error
 	for _, r := range rep.Res {
 		if r.Changed {
 			rep.Changed++
+		}
+		if r.Pending {
+			rep.Pending++
 		}
 		if r.Failed {
 			rep.Failed++
