@@ -780,8 +780,11 @@ func (e *Engine) logChanges(n *node, msg string, cs []Change, dropped int, took 
 	for _, c := range cs {
 		attrs := make([]any, 0, 8)
 		attrs = append(attrs, "property", c.Property)
-		if c.From != "" || c.To != "" {
-			attrs = append(attrs, "from", c.From, "to", c.To)
+		if c.From != "" {
+			attrs = append(attrs, "from", c.From)
+		}
+		if c.To != "" {
+			attrs = append(attrs, "to", c.To)
 		}
 		if c.Why != "" {
 			attrs = append(attrs, "why", c.Why)
