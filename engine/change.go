@@ -112,3 +112,10 @@ func ShortHash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "sha256:" + hex.EncodeToString(sum[:6])
 }
+
+// Recording reports whether changes reported under ctx are recorded: a
+// kind may skip working out a costly change (a diff) when nobody listens.
+func Recording(ctx context.Context) bool {
+	r, _ := ctx.Value(recorderKey{}).(Recorder)
+	return r != nil
+}

@@ -422,6 +422,8 @@ func (e *Engine) newNode(v *Vertex) *node {
 func (e *Engine) start(ctx context.Context, n *node) {
 	ctx, n.cancel = context.WithCancel(ctx)
 	n.ctx = ctx
+	n.checkCtx = WithRecorder(ctx, &n.rec)
+	n.refreshCtx = WithRecorder(ctx, &n.refreshRec)
 	go func() {
 		if err := e.init(n); err != nil {
 			e.mu.Lock()
@@ -602,15 +604,15 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	apply := !n.noop
 	start := time.Now()
 	var changed bool
-	rec := &changeList{}
+	n.rec.take(false) // what a check abandoned after its timeout reported late
 	err := safeCall("check-and-apply", func() error {
 		var err error
-		changed, err = e.checkApply(WithRecorder(ctx, rec), n, apply, refresh, refreshBy)
+		changed, err = e.checkApply(n.checkCtx, n, apply, refresh, refreshBy)
 		return err
 	})
 	took := time.Since(start)
 	err = maskErr(n.v.Meta.Sensitive, err)
-	changes, dropped := rec.take(n.v.Meta.Sensitive)
+	changes, dropped := n.rec.take(n.v.Meta.Sensitive)
 	if o := e.cfg.Observer; o != nil && ctx.Err() == nil {
 		o.Checked(n.v.Kind, changed && apply, err, took)
 	}
@@ -727,10 +729,11 @@ func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool, r
 	if refresh && apply {
 		if r, ok := n.v.Res.(Refresher); ok {
 			var refreshed bool
-			rec := &changeList{}
+			rec := &n.refreshRec
+			rec.take(false)
 			err = safeCall("Refresh", func() error {
 				var err error
-				refreshed, err = r.Refresh(WithRecorder(ctx, rec))
+				refreshed, err = r.Refresh(n.refreshCtx)
 				return err
 			})
 			if err != nil {

@@ -31,6 +31,11 @@ type node struct {
 	done   chan struct{}   // closed once the resource is closed
 	bucket *bucket         // meta limit/burst; nil when unlimited
 	stuck  chan struct{}   // a timed-out check still running; only the worker uses it
+	// The recorders of the vertex's checks and refreshes, and the contexts
+	// that carry them, made once: a check allocates nothing to report.
+	// One check runs at a time; process empties them after each.
+	rec, refreshRec      changeList
+	checkCtx, refreshCtx context.Context
 
 	// guarded by Engine.mu
 	working        bool          // a worker goroutine runs process

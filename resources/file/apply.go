@@ -12,9 +12,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
-	"os/user"
 	"strconv"
 	"strings"
 	"sync"
@@ -756,6 +756,9 @@ func readDir(path string) ([]os.DirEntry, error) {
 // read. A file that is not world-readable, now or once written, never has
 // its content in a diff: the log and report may be read by more people.
 func (a *applier) reportContent(path string, fd int, cur *unix.Stat_t, src source, want attrs) {
+	if !engine.Recording(a.ctx) {
+		return
+	}
 	c := engine.Change{Property: "content", Why: "content differs"}
 	if a.entry != nil {
 		a.report(c) // a tree's entry: which properties differ is enough
