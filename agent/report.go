@@ -13,20 +13,20 @@ import (
 
 // runReport is the JSON summary --report writes at exit.
 type runReport struct {
-	Host     string          `json:"host"`
-	File     string          `json:"file"`
-	Started  time.Time       `json:"started"`
-	Finished time.Time       `json:"finished"`
-	Seconds  float64         `json:"seconds"`
-	Result   string          `json:"result"` // ok, failed, or invalid (nothing applied)
-	Error    string          `json:"error,omitempty"`
-	Changed  int             `json:"changed"` // resources that changed something
+	Host     string    `json:"host"`
+	File     string    `json:"file"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Seconds  float64   `json:"seconds"`
+	Result   string    `json:"result"` // ok, failed, or invalid (nothing applied)
+	Error    string    `json:"error,omitempty"`
+	Changed  int       `json:"changed"` // resources that changed something
 	// Noop: the run applied nothing (--noop); Pending counts the resources
 	// that would change something (each lists its properties).
-	Noop    bool `json:"noop,omitempty"`
-	Pending int  `json:"pending"`
-	Failed  int  `json:"failed"`
-	Res      []engine.Report `json:"resources"`
+	Noop    bool            `json:"noop,omitempty"`
+	Pending int             `json:"pending"`
+	Failed  int             `json:"failed"`
+	Res     []engine.Report `json:"resources"`
 }
 
 // WriteFailedReport writes the report of a run that ended before Run

@@ -24,16 +24,16 @@ func TestExecReportsWhy(t *testing.T) {
 	dir := t.TempDir()
 	creates := filepath.Join(dir, "done")
 	for _, tc := range []struct {
-		x     Exec
+		x     *Exec
 		apply bool
 		want  []engine.Change
 	}{
-		{Exec{Cmd: "true"}, false, []engine.Change{{Property: "cmd", To: "true", Why: "no ifcmd or creates: runs at every check"}}},
-		{Exec{Cmd: "true", Creates: creates}, false, []engine.Change{{Property: "cmd", To: "true", Why: "creates " + creates + " is missing"}}},
-		{Exec{Cmd: "true", IfCmd: "true"}, false, []engine.Change{{Property: "cmd", To: "true", Why: "ifcmd true decides (not run in noop)"}}},
-		{Exec{Cmd: "true", IfCmd: "true"}, true, []engine.Change{{Property: "cmd", To: "true", Why: "ifcmd exited 0"}}},
-		{Exec{Cmd: "true", IfCmd: "false"}, true, nil},
-		{Exec{Cmd: "true", Creates: creates, IfCmd: "true"}, true, []engine.Change{{Property: "cmd", To: "true", Why: "creates " + creates + " is missing; ifcmd exited 0"}}},
+		{&Exec{Cmd: "true"}, false, []engine.Change{{Property: "cmd", To: "true", Why: "no ifcmd or creates: runs at every check"}}},
+		{&Exec{Cmd: "true", Creates: creates}, false, []engine.Change{{Property: "cmd", To: "true", Why: "creates " + creates + " is missing"}}},
+		{&Exec{Cmd: "true", IfCmd: "true"}, false, []engine.Change{{Property: "cmd", To: "true", Why: "ifcmd true decides (not run in noop)"}}},
+		{&Exec{Cmd: "true", IfCmd: "true"}, true, []engine.Change{{Property: "cmd", To: "true", Why: "ifcmd exited 0"}}},
+		{&Exec{Cmd: "true", IfCmd: "false"}, true, nil},
+		{&Exec{Cmd: "true", Creates: creates, IfCmd: "true"}, true, []engine.Change{{Property: "cmd", To: "true", Why: "creates " + creates + " is missing; ifcmd exited 0"}}},
 	} {
 		x := tc.x
 		if err := x.Validate(); err != nil {
@@ -45,7 +45,7 @@ func TestExecReportsWhy(t *testing.T) {
 			t.Fatal(err)
 		}
 		if changed != (len(tc.want) > 0) || len(rec.cs) != len(tc.want) || (len(rec.cs) == 1 && rec.cs[0] != tc.want[0]) {
-			t.Errorf("%+v apply=%v: changed %v, %+v, want %+v", tc.x, tc.apply, changed, rec.cs, tc.want)
+			t.Errorf("%q apply=%v: changed %v, %+v, want %+v", tc.x.Cmd, tc.apply, changed, rec.cs, tc.want)
 		}
 	}
 }
