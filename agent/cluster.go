@@ -60,6 +60,7 @@ type cluster struct {
 	cancel    context.CancelFunc // ends the publisher and the exports watch
 	want      chan []etcd.Export // one slot: the newest set to publish
 	published chan struct{}      // closed when the publisher has returned
+	depool    *depool            // between publish and the publisher (depool.go)
 	stopEtcd  func()             // c.agent.Stop; tests make it hang
 }
 
@@ -108,6 +109,7 @@ func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph) error {
 	c.want = make(chan []etcd.Export, 1)
 	c.published = make(chan struct{})
 	go c.publisher(cctx)
+	c.depool = startDepool(cctx, c)
 	c.publish(yg)
 	return nil
 }
@@ -307,11 +309,7 @@ func (c *cluster) publish(yg *yamlgraph.Graph) {
 		exports = append(exports, etcd.Export{Host: c.host, Kind: v.Kind, Name: v.Name, Params: params})
 	}
 	sort.Slice(exports, func(i, j int) bool { return exports[i].Kind+exports[i].Name < exports[j].Kind+exports[j].Name })
-	select { // the newest set replaces one not yet published
-	case <-c.want:
-	default:
-	}
-	c.want <- exports
+	c.depool.offer(exports)
 }
 
 // publisher publishes each set publish asks for, retrying with a growing
@@ -353,6 +351,9 @@ func (c *cluster) publisher(ctx context.Context) {
 func (c *cluster) close(ctx context.Context) {
 	c.cancel()
 	<-c.published // Publish returns as soon as its context ends
+	if c.depool != nil {
+		<-c.depool.done
+	}
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)

@@ -43,19 +43,25 @@ func (r *File) CheckApply(ctx context.Context, apply bool) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	uid, gid := -1, -1
+	if !s.absent {
+		if uid, gid, err = r.owner(); err != nil {
+			return false, err
+		}
+	}
 	a := &applier{ctx: ctx, apply: apply, log: r.logger(), force: s.force}
 	switch {
 	case s.absent:
 		return a.absent(s.path)
 	case s.dir:
-		changed, err := a.dir(s.path, attrs{mode: s.mode, hasMode: s.hasMode, uid: s.uid, gid: s.gid})
+		changed, err := a.dir(s.path, attrs{mode: s.mode, hasMode: s.hasMode, uid: uid, gid: gid})
 		if err != nil || !s.recurse {
 			return changed, err
 		}
-		c, err := a.tree(s.source, s.path, s.uid, s.gid, s.purge)
+		c, err := a.tree(s.source, s.path, uid, gid, s.purge)
 		return changed || c, err
 	default:
-		want := attrs{mode: s.mode, hasMode: s.hasMode, uid: s.uid, gid: s.gid}
+		want := attrs{mode: s.mode, hasMode: s.hasMode, uid: uid, gid: gid}
 		var src source
 		switch {
 		case s.hasCont:

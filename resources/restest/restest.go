@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -350,4 +351,17 @@ func CheckReported(changed bool, cs []engine.Change) error {
 		}
 	}
 	return nil
+}
+
+// ReportLatency reports the median and the 99th percentile (the maximum
+// with fewer than 100 samples) of repair latencies, in milliseconds, as
+// the metrics p50-ms and p99-ms.
+func ReportLatency(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
 }
