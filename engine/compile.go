@@ -334,5 +334,5 @@ func (g *Graph) group(members []*Vertex, log *slog.Logger) error {
 // metaKey keeps resources with different meta parameters apart: a group
 // runs with one set of them.
 func metaKey(m Meta) string {
-	return fmt.Sprintf("%t|%d|%d|%d|%v|%d|%v|%d", m.Noop, m.Retry, m.Delay, m.Poll, m.Limit, m.Burst, m.Sema, m.Timeout)
+	return fmt.Sprintf("%t|%d|%d|%d|%v|%d|%v|%d|%t", m.Noop, m.Retry, m.Delay, m.Poll, m.Limit, m.Burst, m.Sema, m.Timeout, m.Sensitive)
 }
