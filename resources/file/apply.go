@@ -116,8 +116,8 @@ func (f fileSource) open() (io.ReadCloser, int64, error) {
 var openSource = openRegular
 
 // ErrSourceWouldBlock is wrapped by the error of a read from a source
-// that has nothing to give now (EAGAIN): /proc/kmsg, a FUSE file and the
-// like are regular files whose read can wait forever.
+// that has nothing to give now (EAGAIN): /proc/kmsg and the like are
+// regular files whose read can wait forever.
 var ErrSourceWouldBlock = errors.New("source would block")
 
 // sourceReader reads a source opened by openRegular with plain read(2)
@@ -162,8 +162,9 @@ var errNotRegular = errors.New("want a regular file")
 // if it is a regular file. The type is checked before the open (a device's
 // open can have side effects) and again on the open file, which is opened
 // with O_NONBLOCK so that a fifo put there meanwhile cannot block it. The
-// descriptor keeps O_NONBLOCK: a regular file whose read can block
-// (/proc/kmsg, FUSE) then returns EAGAIN instead of hanging CheckApply.
+// descriptor keeps O_NONBLOCK: a regular file whose read can block and
+// that honours the flag (/proc/kmsg) then returns EAGAIN instead of
+// hanging CheckApply.
 func openRegular(path string) (int, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
