@@ -47,6 +47,12 @@ func (r *File) CheckApply(ctx context.Context, apply bool) (bool, error) {
 		}
 	}
 	a := &applier{ctx: ctx, apply: apply, log: r.logger(), force: s.force}
+	if apply {
+		// Leftovers of a crash beside the path go even when nothing is
+		// written there: a rewrite killed midway leaves its temporary
+		// file beside a path that may hold the wanted content already.
+		a.sweep(filepath.Dir(s.path))
+	}
 	switch {
 	case s.absent:
 		return a.absent(s.path)

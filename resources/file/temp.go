@@ -19,8 +19,9 @@ import (
 // hex digits) and it is created with O_EXCL, so that nothing planted
 // beforehand, under whatever name, is ever reused or written through: what
 // is renamed over the path is always the file this write created and gave
-// its mode and owner. What a crash leaves behind is removed by the first
-// write into that directory of the next run (sweep).
+// its mode and owner. What a crash leaves behind is removed by the next
+// run, before its first write into that directory and at the first
+// applying check of a resource whose path is there (sweep).
 
 const (
 	tempSuffix = ".mgmt-tmp"  // .NAME.RANDOM.mgmt-tmp
