@@ -416,6 +416,13 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	if err == nil {
 		err = wrap("stat", unix.Fstat(fd, &written))
 	}
+	// The lock of the temporary file (see createTemp) is held by a
+	// duplicate up to the rename: closing fd alone would drop it.
+	if lock, derr := unix.Dup(fd); derr == nil {
+		defer unix.Close(lock)
+	} else if err == nil {
+		err = wrap("dup", derr)
+	}
 	if cerr := unix.Close(fd); err == nil {
 		err = wrap("close", cerr)
 	}
