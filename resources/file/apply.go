@@ -50,6 +50,12 @@ func (r *File) CheckApply(ctx context.Context, apply bool) (bool, error) {
 		}
 	}
 	a := &applier{ctx: ctx, apply: apply, log: r.logger(), force: s.force}
+	if apply {
+		// Leftovers of a crash beside the path go even when nothing is
+		// written there: a rewrite killed midway leaves its temporary
+		// file beside a path that may hold the wanted content already.
+		a.sweep(filepath.Dir(s.path))
+	}
 	switch {
 	case s.absent:
 		return a.absent(s.path)
@@ -167,11 +173,54 @@ func (b bytesSource) open() (io.ReadCloser, int64, error) {
 type fileSource string
 
 func (f fileSource) open() (io.ReadCloser, int64, error) {
-	fd, err := openRegular(string(f))
+	fd, err := openSource(string(f))
 	if err != nil {
 		return nil, 0, fmt.Errorf("source: %w", err)
 	}
-	return os.NewFile(uintptr(fd), string(f)), -1, nil
+	return &sourceReader{fd: fd, path: string(f)}, -1, nil
+}
+
+// openSource opens a source for reading; a variable so that a test can
+// hand the reader a descriptor whose read would block.
+var openSource = openRegular
+
+// ErrSourceWouldBlock is wrapped by the error of a read from a source
+// that has nothing to give now (EAGAIN): /proc/kmsg and the like are
+// regular files whose read can wait forever.
+var ErrSourceWouldBlock = errors.New("source would block")
+
+// sourceReader reads a source opened by openRegular with plain read(2)
+// calls. The descriptor keeps O_NONBLOCK, which regular disk files ignore
+// and files that can block honour; an os.File is not used because it
+// would park a read of a pollable file in the runtime poller instead of
+// returning EAGAIN.
+type sourceReader struct {
+	fd   int
+	path string
+}
+
+func (r *sourceReader) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := unix.Read(r.fd, b)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			return 0, fmt.Errorf("%s: %w", r.path, ErrSourceWouldBlock)
+		case err != nil:
+			return 0, pathErr("read", r.path, err)
+		case n == 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (r *sourceReader) Close() error {
+	return unix.Close(r.fd)
 }
 
 // errNotRegular is wrapped by the errors of openRegular for a path that is
@@ -181,7 +230,10 @@ var errNotRegular = errors.New("want a regular file")
 // openRegular opens path, following symbolic links, for reading, and only
 // if it is a regular file. The type is checked before the open (a device's
 // open can have side effects) and again on the open file, which is opened
-// with O_NONBLOCK so that a fifo put there meanwhile cannot block it.
+// with O_NONBLOCK so that a fifo put there meanwhile cannot block it. The
+// descriptor keeps O_NONBLOCK: a regular file whose read can block and
+// that honours the flag (/proc/kmsg) then returns EAGAIN instead of
+// hanging CheckApply.
 func openRegular(path string) (int, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
@@ -208,14 +260,6 @@ func openChecked(path string) (int, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		unix.Close(fd)
 		return -1, fmt.Errorf("%s is a %s: %w", path, typeName(fileMode(st.Mode)), errNotRegular)
-	}
-	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	if err == nil {
-		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags&^unix.O_NONBLOCK)
-	}
-	if err != nil {
-		unix.Close(fd)
-		return -1, pathErr("fcntl", path, err)
 	}
 	return fd, nil
 }
@@ -450,6 +494,13 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	var written unix.Stat_t
 	if err == nil {
 		err = wrap("stat", unix.Fstat(fd, &written))
+	}
+	// The lock of the temporary file (see createTemp) is held by a
+	// duplicate up to the rename: closing fd alone would drop it.
+	if lock, derr := unix.Dup(fd); derr == nil {
+		defer unix.Close(lock)
+	} else if err == nil {
+		err = wrap("dup", derr)
 	}
 	if cerr := unix.Close(fd); err == nil {
 		err = wrap("close", cerr)

@@ -163,3 +163,74 @@ func TestProcSourceConverges(t *testing.T) {
 		t.Errorf("a check of the copy = %v, %v: want nothing to do", changed, err)
 	}
 }
+
+// TestSourceKeepsNonblock: the descriptor of a regular source keeps
+// O_NONBLOCK for the whole read. Regular disk files ignore it; files that
+// honour it (/proc/kmsg, FUSE) then fail the read with EAGAIN instead of
+// blocking it. Before the fix openChecked cleared the flag after its check.
+func TestSourceKeepsNonblock(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	writeFile(t, src, "regular\n")
+	fd, err := openRegular(src)
+	must(t, err)
+	defer unix.Close(fd)
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	must(t, err)
+	if flags&unix.O_NONBLOCK == 0 {
+		t.Errorf("openRegular(%s): O_NONBLOCK cleared (flags %#o)", src, flags)
+	}
+}
+
+// TestSourceWouldBlock: a source whose read would block fails CheckApply
+// at once with ErrSourceWouldBlock, naming the source. No regular file on
+// this machine can be read safely for that (reading /proc/kmsg consumes
+// the kernel log), so the source's descriptor is swapped for the read end
+// of an empty pipe whose writer stays open, opened as openRegular opens:
+// O_NONBLOCK. Before the fix the read was parked in the runtime poller
+// (an os.File of a pollable descriptor) and CheckApply hung until its
+// timeout; a real /proc/kmsg hung the same way with the flag cleared.
+func TestSourceWouldBlock(t *testing.T) {
+	root := t.TempDir()
+	src := filepath.Join(root, "src")
+	writeFile(t, src, "regular\n")
+	r := &File{Path: filepath.Join(root, "dst"), Source: src}
+	must(t, r.Validate())
+	must(t, r.Init(restest.Env(t, "file")))
+
+	var p [2]int
+	must(t, unix.Pipe2(p[:], unix.O_CLOEXEC))
+	t.Cleanup(func() { unix.Close(p[1]) }) // the writer: held open, never written
+	old := openSource
+	t.Cleanup(func() { openSource = old })
+	openSource = func(path string) (int, error) {
+		if path != src {
+			return -1, errors.New("unexpected source " + path)
+		}
+		fd, err := unix.Dup(p[0])
+		if err != nil {
+			return -1, err
+		}
+		unix.CloseOnExec(fd)
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+		return fd, nil
+	}
+	t.Cleanup(func() { unix.Close(p[0]) })
+
+	changed, err := checkApplyWithin(t, r, 5*time.Second)
+	if !errors.Is(err, ErrSourceWouldBlock) || changed {
+		t.Fatalf("CheckApply = %v, %v: want ErrSourceWouldBlock", changed, err)
+	}
+	if !strings.Contains(err.Error(), src) {
+		t.Errorf("error %q does not name the source %s", err, src)
+	}
+	if _, err := os.Lstat(r.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s was created from a source that would block: %v", r.Path, err)
+	}
+	matches, _ := filepath.Glob(filepath.Join(root, ".*mgmt-tmp"))
+	if len(matches) > 0 {
+		t.Errorf("temp files left behind: %v", matches)
+	}
+}

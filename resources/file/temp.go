@@ -19,8 +19,12 @@ import (
 // hex digits) and it is created with O_EXCL, so that nothing planted
 // beforehand, under whatever name, is ever reused or written through: what
 // is renamed over the path is always the file this write created and gave
-// its mode and owner. What a crash leaves behind is removed by the first
-// write into that directory of the next run (sweep).
+// its mode and owner. The file is locked (flock) from its creation to its
+// rename, so that the lock tells a write under way, in this process or
+// another, from what a crash left behind (the kernel drops the lock of a
+// killed process). Leftovers are removed by the next run, before its first
+// write into that directory and at the first applying check of a resource
+// whose path is there (sweep).
 
 const (
 	tempSuffix = ".mgmt-tmp"  // .NAME.RANDOM.mgmt-tmp
@@ -73,15 +77,39 @@ func (a *applier) sweep(dir string) {
 				continue
 			}
 			p := filepath.Join(dir, e.Name())
-			if err := unix.Unlink(p); err == nil {
+			// A symbolic link cannot be locked; one being made lives
+			// for microseconds between its creation and its rename.
+			if e.Type().IsRegular() && removeUnlocked(p) ||
+				!e.Type().IsRegular() && unix.Unlink(p) == nil {
 				a.log.Info("leftover temporary file removed", "path", p)
 			}
 		}
 	})
 }
 
+// removeUnlocked removes the temporary file p if no writer holds its lock,
+// and tells whether it did. The name is removed while the lock is held,
+// and only if it still names the file locked.
+func removeUnlocked(p string) bool {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return false // a write under way
+	}
+	var locked, now unix.Stat_t
+	if unix.Fstat(fd, &locked) != nil || unix.Lstat(p, &now) != nil ||
+		locked.Dev != now.Dev || locked.Ino != now.Ino {
+		return false
+	}
+	return unix.Unlink(p) == nil
+}
+
 // createTemp creates, with O_EXCL, a new temporary file beside path, and
-// the missing parent directories. It returns the open file and its name.
+// the missing parent directories. It returns the open file, locked (see
+// above) until it is closed, and its name.
 func (a *applier) createTemp(path string) (int, string, error) {
 	dir := filepath.Dir(path)
 	a.sweep(dir)
@@ -90,9 +118,25 @@ func (a *applier) createTemp(path string) (int, string, error) {
 		tmp := tempName(path)
 		var fd int
 		fd, err = unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			// Locked before a sweep of another process could take it for
+			// a leftover; one that removed it before the lock: another name.
+			var st unix.Stat_t
+			if err = unix.Flock(fd, unix.LOCK_EX); err == nil {
+				err = unix.Fstat(fd, &st)
+			}
+			if err != nil {
+				unix.Close(fd)
+				_ = unix.Unlink(tmp)
+				return -1, "", pathErr("lock", tmp, err)
+			}
+			if st.Nlink > 0 {
+				return fd, tmp, nil
+			}
+			unix.Close(fd)
+			continue
+		}
 		switch {
-		case err == nil:
-			return fd, tmp, nil
 		case errors.Is(err, unix.EEXIST):
 			continue // another name
 		case errors.Is(err, unix.ENOENT) && try == 0:
