@@ -9,6 +9,7 @@ import (
 	_ "github.com/mgmtconfig/mgmt/resources/hostname"
 	_ "github.com/mgmtconfig/mgmt/resources/line"
 	_ "github.com/mgmtconfig/mgmt/resources/mount"
+	_ "github.com/mgmtconfig/mgmt/resources/msg"
 	_ "github.com/mgmtconfig/mgmt/resources/noop"
 	_ "github.com/mgmtconfig/mgmt/resources/pkg"
 	_ "github.com/mgmtconfig/mgmt/resources/sshkey"
