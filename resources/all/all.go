@@ -3,6 +3,7 @@ package all
 
 import (
 	// Each kind registers itself with the engine from init.
+	_ "github.com/mgmtconfig/mgmt/resources/cron"
 	_ "github.com/mgmtconfig/mgmt/resources/exec"
 	_ "github.com/mgmtconfig/mgmt/resources/file"
 	_ "github.com/mgmtconfig/mgmt/resources/group"
