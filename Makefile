@@ -49,7 +49,8 @@ FUZZ     := ./yamlgraph:FuzzParse \
 	./resources/exec:FuzzValidate ./resources/exec:FuzzSplitArgs \
 	./resources/user:FuzzValidate ./resources/group:FuzzValidate ./resources/sshkey:FuzzValidate \
 	./resources/line:FuzzValidate ./resources/sysctl:FuzzValidate \
-	./resources/hostname:FuzzValidate ./resources/mount:FuzzValidate
+	./resources/hostname:FuzzValidate ./resources/mount:FuzzValidate \
+	./resources/msg:FuzzValidate ./resources/cron:FuzzValidate
 fuzz:
 	@set -e; for t in $(FUZZ); do \
 		echo "fuzz $${t%%:*} $${t##*:} for $(FUZZTIME)"; \
