@@ -195,14 +195,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		r.metrics = ms
 		cfg.Observer = ms
 	}
-	if r.fc != nil || cfg.Cluster.wanted() || needsCluster(yg) {
-		err := r.startCluster(runCtx, yg)
-		if err != nil && r.fc != nil && r.source != nil {
-			r.log.Error("cluster unreachable: running the cached deploy until it is reached", "deploy", r.status.runningDeploy().Number, "err", err)
-			r.rejoin(runCtx)
-		} else if err != nil {
+	if r.fc != nil && r.source != nil {
+		// The cached deploy runs at once; the cluster is reached beside it.
+		r.rejoin(runCtx)
+	} else if r.fc != nil || cfg.Cluster.wanted() || needsCluster(yg) {
+		if err := r.startCluster(runCtx, yg); err != nil {
 			return err
-		} else if err := r.follow(runCtx); err != nil {
+		}
+		if err := r.follow(runCtx); err != nil {
 			return &StartError{err}
 		}
 	}

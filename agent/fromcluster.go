@@ -137,7 +137,15 @@ func (r *runner) rejoin(ctx context.Context) {
 				}
 				return
 			}
-			r.log.Warn("cluster still unreachable: running the cached deploy", "deploy", r.status.runningDeploy().Number, "err", err, "in", delay)
+			var inv *InvalidError
+			switch {
+			case ctx.Err() != nil:
+				return
+			case errors.As(err, &inv):
+				r.log.Error("the cluster flags are wrong: running the cached deploy without the cluster", "deploy", r.status.runningDeploy().Number, "err", err)
+				return
+			}
+			r.log.Warn("cluster unreachable: running the cached deploy", "deploy", r.status.runningDeploy().Number, "err", err, "in", delay)
 			select {
 			case <-ctx.Done():
 			case <-time.After(delay):
