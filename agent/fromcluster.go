@@ -176,11 +176,15 @@ func (r *runner) onFromCluster(ctx context.Context, ev fcEvent) (*staged, bool) 
 	}
 	s := ev.deploy
 	if _, _, err := r.buildAs(ctx, filepath.Join(s.dir, deploy.GraphName), s.data); err != nil {
-		s.answer(fmt.Errorf("deploy %d: %w", s.meta.Number, err))
+		s.answer(err)
 		return nil, false
 	}
+	// From the rename on, the running graph's file resources see the new
+	// files (the new graph will run the same ones): what they change is
+	// the deploy, not a drift.
+	r.status.swapping(nil)
 	if err := r.fc.install(s); err != nil {
-		s.answer(fmt.Errorf("deploy %d: %w", s.meta.Number, err))
+		s.answer(err)
 		return nil, false
 	}
 	return s, true
@@ -195,7 +199,7 @@ func (r *runner) unstage(s *staged, err error) {
 	if uerr := r.fc.uninstall(s); uerr != nil {
 		r.log.Error("the running deploy's files could not be put back", "err", uerr)
 	}
-	s.answer(fmt.Errorf("deploy %d: %w", s.meta.Number, err))
+	s.answer(err)
 }
 
 // watchDeploys follows the deploy this host is to run, fetches each new
@@ -267,12 +271,12 @@ func (f *fromCluster) unpack(m deploy.Meta, b []byte) (*staged, error) {
 	}
 	if err := deploy.Unpack(b, dir); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("deploy %d: %w", m.Number, err)
+		return nil, err
 	}
 	data, err := readGraph(filepath.Join(dir, deploy.GraphName))
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("deploy %d: %w", m.Number, err)
+		return nil, err
 	}
 	return &staged{meta: m, bundle: b, dir: dir, data: data, done: make(chan error, 1)}, nil
 }

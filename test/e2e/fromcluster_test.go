@@ -34,6 +34,9 @@ func fleetGraph(out, extra string) string {
   - name: once
     cmd: /bin/sh -c "echo ran >> %[1]s/{{ .Hostname }}/exec-runs"
     creates: %[1]s/never
+edges:
+- from: {kind: file, name: dir}
+  to: {kind: exec, name: once}
 `, out, extra)
 }
 
@@ -187,6 +190,19 @@ func TestFleetFromCluster(t *testing.T) {
 	if ino, mtime := inode(t, filepath.Join(out, "h3", "role")); ino != roleIno || !mtime.Equal(roleMtime) {
 		t.Errorf("h3's role file was rewritten by deploy 2 (inode %d -> %d, mtime %v -> %v)", roleIno, ino, roleMtime, mtime)
 	}
+	// Deploys are no drifts; an outside change repaired is one.
+	for h, s := range fleetStatus(t, seed) {
+		if s.Drifts != 0 {
+			t.Errorf("%s: %d drifts counted after two deploys and no outside change", h, s.Drifts)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(out, "h3", "role"), []byte("tampered\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wait.Until(t, 10*time.Second, func() bool {
+		s := fleetStatus(t, seed)["h3"]
+		return s.Drifts == 1 && s.State == deploy.StateConverged && readFile(filepath.Join(out, "h3", "role")) == "web on h3\n"
+	}, func() string { return "h3's drift repaired and counted:\n" + statusText() })
 
 	// Deploy 3 needs a zone label, which h5 lacks.
 	writeTree(t, src, map[string]string{
@@ -235,4 +251,17 @@ func TestFleetFromCluster(t *testing.T) {
 		return readFile(filepath.Join(out, "h4", "zone")) == "z1\n" &&
 			strings.Contains(h4.out.String(), fmt.Sprintf(`msg="running the cached deploy" deploy=%d`, d3))
 	})
+}
+
+func TestRunFromClusterUsage(t *testing.T) {
+	_, errOut, code := mgmt(t, "", "run", "--from-cluster", "--file", "g.yaml")
+	if code != 2 || !strings.Contains(errOut, "--file and --from-cluster") {
+		t.Errorf("run --from-cluster --file: exit %d, %q; want 2 and a usage message", code, errOut)
+	}
+	if _, errOut, code := mgmt(t, "", "run"); code != 2 || !strings.Contains(errOut, "--from-cluster") {
+		t.Errorf("run with neither: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := mgmt(t, "", "status"); code != 2 || !strings.Contains(errOut, "--seeds is required") {
+		t.Errorf("status without --seeds: exit %d, %q", code, errOut)
+	}
 }
