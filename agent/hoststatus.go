@@ -79,6 +79,9 @@ func (h *hostStatus) setEngine(e *engine.Engine) {
 // while converging is no drift. m is the deploy it comes from, nil for a
 // graph from the same source as the running one.
 func (h *hostStatus) swapping(m *deploy.Meta) {
+	if h == nil { // a runner a test made by hand
+		return
+	}
 	h.mu.Lock()
 	h.settled = false
 	if m != nil {
