@@ -74,7 +74,7 @@ func printStatus(w io.Writer, all []deploy.Status, now time.Time) error {
 		if s.State == deploy.StateLost {
 			state = "lost (was " + s.LastState + ")"
 		}
-		dep := "file"
+		dep := "-" // a graph file, or no deploy yet
 		if s.Deploy != 0 {
 			dep = fmt.Sprint(s.Deploy)
 		}
