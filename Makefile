@@ -44,7 +44,12 @@ test: deps fixtures vet build fuzz
 # crash is written to the package's testdata/fuzz/FuzzXxx/: commit it and it
 # becomes a regression test of every later `go test`.
 FUZZTIME ?= 8s
-FUZZ     := ./yamlgraph:FuzzParse ./resources/file:FuzzValidate ./resources/exec:FuzzValidate ./resources/exec:FuzzSplitArgs
+FUZZ     := ./yamlgraph:FuzzParse \
+	./resources/file:FuzzValidate \
+	./resources/exec:FuzzValidate ./resources/exec:FuzzSplitArgs \
+	./resources/user:FuzzValidate ./resources/group:FuzzValidate ./resources/sshkey:FuzzValidate \
+	./resources/line:FuzzValidate ./resources/sysctl:FuzzValidate \
+	./resources/hostname:FuzzValidate ./resources/mount:FuzzValidate
 fuzz:
 	@set -e; for t in $(FUZZ); do \
 		echo "fuzz $${t%%:*} $${t##*:} for $(FUZZTIME)"; \

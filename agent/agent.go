@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -62,6 +63,33 @@ type Config struct {
 	// returns; 0: DefaultStopTimeout.
 	StopTimeout time.Duration
 	Logger      *slog.Logger
+	// Out, when set, receives the diffs of a noop run, each as a block
+	// after its log line (engine.Config.Out).
+	Out io.Writer
+	// Tally, when set, is filled in as Run returns: how many resources
+	// changed something and, in noop, would (--detailed-exitcodes).
+	Tally *Tally
+}
+
+// Tally counts the resources that changed something during a run, and
+// those that would have (noop).
+type Tally struct {
+	Changed, Pending int
+}
+
+// tally fills t (if set) from the engine's reports.
+func tally(t *Tally, eng *engine.Engine) {
+	if t == nil || eng == nil {
+		return
+	}
+	for _, r := range eng.Reports() {
+		if r.Changed {
+			t.Changed++
+		}
+		if r.Pending {
+			t.Pending++
+		}
+	}
 }
 
 // InvalidError is a graph that was refused: nothing of it was applied.
@@ -210,7 +238,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	r.status.next = cfg.Observer
 	r.eng = engine.New(engine.Config{
 		Hostname: cfg.Hostname, Prefix: cfg.Prefix, Logger: log,
-		Noop: cfg.Noop, ConvergedTimeout: cfg.ConvergedTimeout, Observer: r.status,
+		Noop: cfg.Noop, ConvergedTimeout: cfg.ConvergedTimeout, Observer: r.status, Out: cfg.Out,
 		StopTimeout: min(engineStopTimeout, cfg.StopTimeout*3/4),
 	})
 	r.status.setEngine(r.eng)
@@ -232,6 +260,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	err = r.eng.Run(runCtx, g)
 	cancel()
 	<-done
+	tally(cfg.Tally, r.eng)
 	return err
 }
 

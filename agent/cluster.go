@@ -61,6 +61,7 @@ type cluster struct {
 	cancel    context.CancelFunc // ends the publisher and the exports watch
 	want      chan []etcd.Export // one slot: the newest set to publish
 	published chan struct{}      // closed when the publisher has returned
+	depool    *depool            // between publish and the publisher (depool.go)
 	stopEtcd  func()             // c.agent.Stop; tests make it hang
 	bg        sync.WaitGroup     // what else uses the client: the status publisher, the deploy watch
 }
@@ -127,8 +128,9 @@ func (r *runner) attachCluster(ctx context.Context, a *etcd.Agent, yg *yamlgraph
 	c.want = make(chan []etcd.Export, 1)
 	c.published = make(chan struct{})
 	go c.publisher(cctx)
+	c.depool = startDepool(cctx, c)
 	c.publish(yg)
-	r.status.publish(cctx, &c.bg, c.client, r.cfg.Hostname, r.log)
+	r.status.publish(cctx, &c.bg, c.client, r.cfg.Hostname, c.depool, r.log)
 	if r.fc != nil {
 		c.bg.Go(func() { r.watchDeploys(cctx, c.client) })
 	}
@@ -329,11 +331,7 @@ func (c *cluster) publish(yg *yamlgraph.Graph) {
 		exports = append(exports, etcd.Export{Host: c.host, Kind: v.Kind, Name: v.Name, Params: params})
 	}
 	sort.Slice(exports, func(i, j int) bool { return exports[i].Kind+exports[i].Name < exports[j].Kind+exports[j].Name })
-	select { // the newest set replaces one not yet published
-	case <-c.want:
-	default:
-	}
-	c.want <- exports
+	c.depool.offer(exports)
 }
 
 // publisher publishes each set publish asks for, retrying with a growing
@@ -375,7 +373,10 @@ func (c *cluster) publisher(ctx context.Context) {
 func (c *cluster) close(ctx context.Context) {
 	c.cancel()
 	<-c.published // Publish returns as soon as its context ends
-	c.bg.Wait()   // the status lease revoked: the host stopped
+	c.bg.Wait() // the status lease revoked: the host stopped
+	if c.depool != nil {
+		<-c.depool.done
+	}
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)

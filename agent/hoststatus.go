@@ -24,13 +24,17 @@ type hostStatus struct {
 	running deploy.Meta // the deploy the engine runs; Number 0: a graph file
 	wanted  int64       // the deploy this host was told to run
 	err     string      // why wanted is not running
-	drifts  int
+	drifts  int64
 	settled bool                    // converged since the last swap: a change now is a drift
 	pub     *deploy.StatusPublisher // nil until the cluster is up
+	depool  *depool                 // nil until the cluster is up
+	// converged is ready (one slot) once the engine converged: the
+	// depool follower may repool the host.
+	converged chan struct{}
 }
 
 func newHostStatus(next engine.Observer, version string) *hostStatus {
-	return &hostStatus{next: next, version: version}
+	return &hostStatus{next: next, version: version, converged: make(chan struct{}, 1)}
 }
 
 // Checked counts a change made after the graph had converged (since the
@@ -55,6 +59,10 @@ func (h *hostStatus) Converged(converged bool) {
 		h.mu.Lock()
 		h.settled = true
 		h.mu.Unlock()
+		select {
+		case h.converged <- struct{}{}:
+		default:
+		}
 	}
 	h.notify()
 }
@@ -107,10 +115,10 @@ func (h *hostStatus) runningDeploy() deploy.Meta {
 }
 
 // snapshot is the status record now.
-func (h *hostStatus) snapshot() deploy.Status {
+func (h *hostStatus) snapshot() deploy.HostStatus {
 	h.mu.Lock()
-	eng := h.eng
-	s := deploy.Status{
+	eng, dp := h.eng, h.depool
+	s := deploy.HostStatus{
 		Version: h.version, Deploy: h.running.Number, Wanted: h.wanted,
 		Error: h.err, Drifts: h.drifts, State: deploy.StateConverging,
 	}
@@ -124,7 +132,7 @@ func (h *hostStatus) snapshot() deploy.Status {
 	if eng != nil {
 		es := eng.State()
 		for _, f := range es.Failures {
-			s.Failed = append(s.Failed, deploy.Failed{Res: f.Res, Err: f.Err.Error()})
+			s.Failed = append(s.Failed, deploy.FailedRes{Res: f.Res, Err: f.Err.Error()})
 		}
 		switch {
 		case es.Converged:
@@ -136,16 +144,50 @@ func (h *hostStatus) snapshot() deploy.Status {
 	if s.Error != "" && s.Wanted != s.Deploy {
 		s.State = deploy.StateInvalid
 	}
+	if dp.number() != 0 { // whatever the engine does
+		s.State = deploy.StateDepooled
+	}
 	return s
 }
 
 // publish starts publishing the status through c until ctx ends, in a
 // goroutine of wg (it revokes the lease as it returns).
-func (h *hostStatus) publish(ctx context.Context, wg *sync.WaitGroup, c *etcd.Client, host string, log *slog.Logger) {
+func (h *hostStatus) publish(ctx context.Context, wg *sync.WaitGroup, c *etcd.Client, host string, dp *depool, log *slog.Logger) {
 	pub := deploy.NewStatusPublisher(c, host, h.snapshot, log)
 	h.mu.Lock()
-	h.pub = pub
+	h.pub, h.depool = pub, dp
 	h.mu.Unlock()
 	wg.Go(func() { pub.Run(ctx) })
+	wg.Go(func() { h.followDepool(ctx, deploy.NewStore(c), host, dp, log) })
 	pub.Notify()
+}
+
+// followDepool tells the publisher of each change of the depool key, and
+// repools the host (deletes the key) once it has converged on a deploy
+// newer than the one it was depooled on: a later good deploy brings it
+// back.
+func (h *hostStatus) followDepool(ctx context.Context, st *deploy.Store, host string, dp *depool, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-dp.changed:
+			h.notify()
+		case <-h.converged:
+		}
+		on := dp.number()
+		if on == 0 {
+			continue
+		}
+		s := h.snapshot()
+		h.mu.Lock()
+		eng := h.eng
+		h.mu.Unlock()
+		if eng == nil || !eng.State().Converged || s.Deploy <= on {
+			continue
+		}
+		if _, err := st.Repool(ctx, host, s.Deploy); err != nil && ctx.Err() == nil {
+			log.Warn("not repooled; trying at the next convergence", "err", err)
+		}
+	}
 }

@@ -13,16 +13,20 @@ import (
 
 // runReport is the JSON summary --report writes at exit.
 type runReport struct {
-	Host     string          `json:"host"`
-	File     string          `json:"file"`
-	Started  time.Time       `json:"started"`
-	Finished time.Time       `json:"finished"`
-	Seconds  float64         `json:"seconds"`
-	Result   string          `json:"result"` // ok, failed, or invalid (nothing applied)
-	Error    string          `json:"error,omitempty"`
-	Changed  int             `json:"changed"` // resources that changed something
-	Failed   int             `json:"failed"`
-	Res      []engine.Report `json:"resources"`
+	Host     string    `json:"host"`
+	File     string    `json:"file"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Seconds  float64   `json:"seconds"`
+	Result   string    `json:"result"` // ok, failed, or invalid (nothing applied)
+	Error    string    `json:"error,omitempty"`
+	Changed  int       `json:"changed"` // resources that changed something
+	// Noop: the run applied nothing (--noop); Pending counts the resources
+	// that would change something (each lists its properties).
+	Noop    bool            `json:"noop,omitempty"`
+	Pending int             `json:"pending"`
+	Failed  int             `json:"failed"`
+	Res     []engine.Report `json:"resources"`
 }
 
 // WriteFailedReport writes the report of a run that ended before Run
@@ -41,7 +45,7 @@ func writeReport(cfg Config, eng *engine.Engine, started time.Time, runErr error
 	now := time.Now()
 	rep := runReport{
 		Host: cfg.Hostname, File: cfg.File, Started: started, Finished: now,
-		Seconds: now.Sub(started).Seconds(), Result: "ok", Res: []engine.Report{},
+		Seconds: now.Sub(started).Seconds(), Result: "ok", Res: []engine.Report{}, Noop: cfg.Noop,
 	}
 	if eng != nil {
 		rep.Res = eng.Reports()
@@ -56,6 +60,9 @@ func writeReport(cfg Config, eng *engine.Engine, started time.Time, runErr error
 	for _, r := range rep.Res {
 		if r.Changed {
 			rep.Changed++
+		}
+		if r.Pending {
+			rep.Pending++
 		}
 		if r.Failed {
 			rep.Failed++

@@ -2,10 +2,12 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,26 +31,35 @@ func TestMain(m *testing.M) {
 // and a client of it.
 func testCluster(t testing.TB) (*etcd.Server, *etcd.Client) {
 	t.Helper()
-	var addrs []string
-	for range 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	var srv *etcd.Server
+	var err error
+	// A free port found can be taken by another process before etcd
+	// binds it (the machine is shared): try new ports a few times.
+	for attempt := 0; ; attempt++ {
+		var addrs []string
+		for range 2 {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addrs = append(addrs, l.Addr().String())
+			l.Close()
 		}
-		addrs = append(addrs, l.Addr().String())
-		l.Close()
-	}
-	srv, err := etcd.StartServer(context.Background(), etcd.ServerConfig{
-		Name:              "deploy-test",
-		DataDir:           filepath.Join(t.TempDir(), "etcd"),
-		ClientURLs:        []string{"http://" + addrs[0]},
-		PeerURLs:          []string{"http://" + addrs[1]},
-		HeartbeatInterval: 20 * time.Millisecond,
-		ElectionTimeout:   200 * time.Millisecond,
-		StartTimeout:      20 * time.Second,
-	})
-	if err != nil {
-		t.Fatalf("start etcd: %v", err)
+		srv, err = etcd.StartServer(context.Background(), etcd.ServerConfig{
+			Name:              "deploy-test",
+			DataDir:           filepath.Join(t.TempDir(), "etcd"),
+			ClientURLs:        []string{"http://" + addrs[0]},
+			PeerURLs:          []string{"http://" + addrs[1]},
+			HeartbeatInterval: 20 * time.Millisecond,
+			ElectionTimeout:   200 * time.Millisecond,
+			StartTimeout:      20 * time.Second,
+		})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 2 {
+			t.Fatalf("start etcd: %v", err)
+		}
 	}
 	t.Cleanup(srv.Stop)
 	c, err := etcd.Connect(context.Background(), etcd.ClientConfig{Endpoints: srv.Endpoints()})

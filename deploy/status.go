@@ -14,51 +14,15 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Host states in a Status.
-const (
-	StateConverging = "converging" // the engine is working on Deploy
-	StateConverged  = "converged"  // the engine is converged on Deploy
-	StateFailed     = "failed"     // some resource of Deploy failed and gave up
-	StateDepooled   = "depooled"   // a rollout depooled the host
-	StateInvalid    = "invalid"    // Wanted could not be rendered or validated here; Deploy runs
-	StateLost       = "lost"       // read side only: the host's lease expired
-)
+// StateLost is a host state only readers give: the host's lease expired.
+const StateLost = "lost"
 
 // StatusTTL is the lease of a host's live status record: a host that has
 // not kept it alive this long is lost.
 const StatusTTL = 10 * time.Second
 
-// Status is one host's status record, NS status/<host> (on the agent's
-// lease) and NS status-last/<host> (without: the last one seen).
-type Status struct {
-	Host    string `json:"host"`
-	Version string `json:"version"`
-	// Deploy is the number the host runs; 0: a graph file, no deploy.
-	Deploy int64  `json:"deploy"`
-	Commit string `json:"commit"`
-	// Wanted is the number the host was told to run.
-	Wanted int64    `json:"wanted"`
-	State  string   `json:"state"`
-	Failed []Failed `json:"failed"`
-	// Error says why Wanted != Deploy: it could not be fetched, rendered
-	// or validated here.
-	Error     string    `json:"error,omitempty"`
-	ChangedAt time.Time `json:"changed_at"` // the last change of state, deploy or failures
-	Drifts    int       `json:"drifts"`     // changes repaired since the agent started, after convergence
-	UpdatedAt time.Time `json:"updated_at"`
-	// LastState is set on a lost host's record (State is then "lost"):
-	// the state it last reported.
-	LastState string `json:"last_state,omitempty"`
-}
-
-// Failed is a resource that failed, with its error.
-type Failed struct {
-	Res string `json:"res"`
-	Err string `json:"err"`
-}
-
 // same: a and b say the same but for the times.
-func (a Status) same(b Status) bool {
+func (a HostStatus) same(b HostStatus) bool {
 	a.ChangedAt, a.UpdatedAt, b.ChangedAt, b.UpdatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
@@ -66,7 +30,7 @@ func (a Status) same(b Status) bool {
 }
 
 // moved: b differs from a in what changed_at dates (not the drift count).
-func (a Status) moved(b Status) bool {
+func (a HostStatus) moved(b HostStatus) bool {
 	a.Drifts, b.Drifts = 0, 0
 	return !a.same(b)
 }
@@ -83,7 +47,7 @@ type StatusPublisher struct {
 	log  *slog.Logger
 	// Snapshot returns the host's status now; the publisher sets
 	// ChangedAt and UpdatedAt. It is called from Run's goroutine.
-	snapshot func() Status
+	snapshot func() HostStatus
 	dirty    chan struct{} // one slot: Notify
 	// TTL and MinInterval default to StatusTTL and 200 ms.
 	TTL         time.Duration
@@ -93,7 +57,7 @@ type StatusPublisher struct {
 // NewStatusPublisher publishes what snapshot returns for host through c,
 // each time Notify is called (coalesced: at most one write per
 // MinInterval, and none when nothing changed).
-func NewStatusPublisher(c *etcd.Client, host string, snapshot func() Status, log *slog.Logger) *StatusPublisher {
+func NewStatusPublisher(c *etcd.Client, host string, snapshot func() HostStatus, log *slog.Logger) *StatusPublisher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -112,7 +76,7 @@ func (p *StatusPublisher) Notify() {
 // Run publishes until ctx ends, then revokes the lease (the host is lost
 // at once: it stopped) within a short bound.
 func (p *StatusPublisher) Run(ctx context.Context) {
-	var last Status // the last record written, with its times
+	var last HostStatus // the last record written, with its times
 	for ctx.Err() == nil {
 		err := p.session(ctx, &last)
 		if ctx.Err() != nil {
@@ -129,7 +93,7 @@ func (p *StatusPublisher) Run(ctx context.Context) {
 var errLeaseLost = errors.New("status lease lost")
 
 // session publishes on one lease until it is lost or ctx ends.
-func (p *StatusPublisher) session(ctx context.Context, last *Status) error {
+func (p *StatusPublisher) session(ctx context.Context, last *HostStatus) error {
 	cli := p.c.Raw()
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	lease, err := cli.Grant(gctx, int64(p.TTL/time.Second))
@@ -181,11 +145,11 @@ func (p *StatusPublisher) session(ctx context.Context, last *Status) error {
 }
 
 // put writes the snapshot, unless it says what *last says (and !force).
-func (p *StatusPublisher) put(ctx context.Context, lease clientv3.LeaseID, last *Status, force bool) error {
+func (p *StatusPublisher) put(ctx context.Context, lease clientv3.LeaseID, last *HostStatus, force bool) error {
 	s := p.snapshot()
 	s.Host = p.host
 	if s.Failed == nil {
-		s.Failed = []Failed{}
+		s.Failed = []FailedRes{}
 	}
 	if !force && s.same(*last) {
 		return nil
@@ -216,7 +180,7 @@ func (p *StatusPublisher) put(ctx context.Context, lease clientv3.LeaseID, last 
 // ReadStatus returns every host's status, sorted by host: the live
 // records, and for each host whose lease expired its last record with
 // State "lost" (LastState what it said).
-func ReadStatus(ctx context.Context, c *etcd.Client) ([]Status, error) {
+func ReadStatus(ctx context.Context, c *etcd.Client) ([]HostStatus, error) {
 	tr, err := c.Raw().Txn(ctx).Then(
 		clientv3.OpGet(statusPrefix(c), clientv3.WithPrefix()),
 		clientv3.OpGet(lastPrefix(c), clientv3.WithPrefix()),
@@ -232,10 +196,10 @@ type kv interface {
 	GetValue() []byte
 }
 
-func decodeStatus[KV kv](c *etcd.Client, live, lastKnown []KV) []Status {
-	byHost := map[string]Status{}
+func decodeStatus[KV kv](c *etcd.Client, live, lastKnown []KV) []HostStatus {
+	byHost := map[string]HostStatus{}
 	for _, kv := range lastKnown {
-		var s Status
+		var s HostStatus
 		if json.Unmarshal(kv.GetValue(), &s) != nil {
 			continue
 		}
@@ -244,14 +208,14 @@ func decodeStatus[KV kv](c *etcd.Client, live, lastKnown []KV) []Status {
 		byHost[s.Host] = s
 	}
 	for _, kv := range live {
-		var s Status
+		var s HostStatus
 		if json.Unmarshal(kv.GetValue(), &s) != nil {
 			continue
 		}
 		s.Host = strings.TrimPrefix(string(kv.GetKey()), statusPrefix(c))
 		byHost[s.Host] = s
 	}
-	out := make([]Status, 0, len(byHost))
+	out := make([]HostStatus, 0, len(byHost))
 	for _, s := range byHost {
 		out = append(out, s)
 	}
@@ -262,9 +226,9 @@ func decodeStatus[KV kv](c *etcd.Client, live, lastKnown []KV) []Status {
 // WatchStatus delivers every host's status (as ReadStatus) now and after
 // each change. The channel holds only the newest list; it is closed once
 // ctx ends. Errors are retried.
-func WatchStatus(ctx context.Context, c *etcd.Client) <-chan []Status {
-	out := make(chan []Status, 1)
-	send := func(s []Status) {
+func WatchStatus(ctx context.Context, c *etcd.Client) <-chan []HostStatus {
+	out := make(chan []HostStatus, 1)
+	send := func(s []HostStatus) {
 		select {
 		case <-out:
 		default:
@@ -298,7 +262,7 @@ func WatchStatus(ctx context.Context, c *etcd.Client) <-chan []Status {
 
 // followStatus re-reads on every change of either prefix from rev on,
 // until the watch fails or ctx ends.
-func followStatus(ctx context.Context, c *etcd.Client, rev int64, send func([]Status)) {
+func followStatus(ctx context.Context, c *etcd.Client, rev int64, send func([]HostStatus)) {
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	// Both prefixes share "status": watch that and keep what is ours.

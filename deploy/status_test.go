@@ -10,46 +10,46 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// fakeHost is a status that a test changes.
-type fakeHost struct {
+// statusHost is a status that a test changes.
+type statusHost struct {
 	mu sync.Mutex
-	s  Status
+	s  HostStatus
 }
 
-func (f *fakeHost) set(s Status) {
+func (f *statusHost) set(s HostStatus) {
 	f.mu.Lock()
 	f.s = s
 	f.mu.Unlock()
 }
 
-func (f *fakeHost) get() Status {
+func (f *statusHost) get() HostStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.s
 }
 
-func hostOf(t *testing.T, all []Status, host string) Status {
+func hostOf(t *testing.T, all []HostStatus, host string) HostStatus {
 	t.Helper()
 	for _, s := range all {
 		if s.Host == host {
 			return s
 		}
 	}
-	return Status{}
+	return HostStatus{}
 }
 
 // The live record follows the host, writes are coalesced, a lease lost is
 // granted again, and a stopped publisher leaves its host lost.
 func TestStatusPublisher(t *testing.T) {
 	_, c := testCluster(t)
-	f := &fakeHost{s: Status{Deploy: 1, State: StateConverging, Version: "v"}}
+	f := &statusHost{s: HostStatus{Deploy: 1, State: StateConverging, Version: "v"}}
 	p := NewStatusPublisher(c, "web1", f.get, nil)
 	p.TTL = 2 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	read := func() Status {
+	read := func() HostStatus {
 		all, err := ReadStatus(context.Background(), c)
 		if err != nil {
 			t.Fatal(err)
@@ -62,11 +62,11 @@ func TestStatusPublisher(t *testing.T) {
 	// A burst of 50 changes: a few writes, the last state wins.
 	rev0, began := revision(t, c.Raw()), time.Now()
 	for i := range 50 {
-		f.set(Status{Deploy: 1, State: StateConverging, Drifts: i, Version: "v"})
+		f.set(HostStatus{Deploy: 1, State: StateConverging, Drifts: int64(i), Version: "v"})
 		p.Notify()
 		time.Sleep(2 * time.Millisecond)
 	}
-	f.set(Status{Deploy: 2, State: StateConverged, Version: "v"})
+	f.set(HostStatus{Deploy: 2, State: StateConverged, Version: "v"})
 	p.Notify()
 	burst := time.Since(began)
 	wait.For(t, 5*time.Second, "converged on 2", func() bool { s := read(); return s.Deploy == 2 && s.State == StateConverged })

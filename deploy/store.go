@@ -76,6 +76,8 @@ type PutOptions struct {
 //	NS deploy/blob/<sha256>/<%06d>       bundle bytes, ChunkSize at most each
 //	NS deploy/current                    the number every host runs...
 //	NS deploy/target/<host>              ...unless its target says otherwise
+//	NS deploy/rollout                    the staged rollout's state (rollout.go)
+//	NS deploy/depool/<host>              a host a rollout depooled (depool.go)
 type Store struct {
 	cli *clientv3.Client
 	ns  string
@@ -159,10 +161,17 @@ func (s *Store) putBlob(ctx context.Context, hash string, bundle []byte) error {
 // putRecord tries once to store m as the next number; false: the counter
 // moved or the blob went missing since they were read.
 func (s *Store) putRecord(ctx context.Context, m *Meta) (bool, error) {
-	resp, err := s.cli.Get(ctx, s.counterKey())
+	read, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.counterKey()), clientv3.OpGet(s.rolloutKey())).Commit()
 	if err != nil {
 		return false, fmt.Errorf("store deploy: read counter: %w", err)
 	}
+	// No deploy while a rollout runs: it would change what the rollout's
+	// hosts run under it, or race its completion.
+	rolloutRev, err := rolloutGuard(read.Responses[1].GetResponseRange().Kvs)
+	if err != nil {
+		return false, fmt.Errorf("store deploy: %w", err)
+	}
+	resp := read.Responses[0].GetResponseRange()
 	var last, rev int64
 	if len(resp.Kvs) > 0 {
 		if last, err = strconv.ParseInt(string(resp.Kvs[0].Value), 10, 64); err != nil || last < 0 {
@@ -181,12 +190,15 @@ func (s *Store) putRecord(ctx context.Context, m *Meta) (bool, error) {
 		clientv3.OpPut(s.recordKey(m.Number), string(rec)),
 	}
 	if !m.Staged {
-		ops = append(ops, clientv3.OpPut(s.currentKey(), num))
+		// Every host runs it: also those a rollout halted without
+		// rollback left on their target.
+		ops = append(ops, clientv3.OpPut(s.currentKey(), num), clientv3.OpDelete(s.ns+"target/", clientv3.WithPrefix()))
 	}
 	// A prune deletes a blob's chunks in one transaction: the first and
 	// the last still there means all are.
 	tr, err := s.cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.ModRevision(s.counterKey()), "=", rev),
+		clientv3.Compare(clientv3.ModRevision(s.rolloutKey()), "=", rolloutRev),
 		clientv3.Compare(clientv3.CreateRevision(s.chunkKey(m.Hash, 0)), ">", 0),
 		clientv3.Compare(clientv3.CreateRevision(s.chunkKey(m.Hash, m.Chunks-1)), ">", 0),
 	).Then(ops...).Commit()

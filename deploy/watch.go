@@ -71,8 +71,12 @@ func number[KV interface{ GetValue() []byte }](kvs []KV) int64 {
 	return n
 }
 
-// follow applies the changes from rev on, until ctx ends or the watch
-// fails (the caller then reads again).
+// follow reads both keys again on every change from rev on, until ctx
+// ends or the watch fails (the caller then reads again). It reacts to the
+// state, not to the events: the keys are watched apart, so one
+// transaction changing both (a rollout's end: current moved, the target
+// deleted) arrives as two events, and applying the first alone would
+// hand out the old current for a moment. A read sees the transaction whole.
 func (w *watcher) follow(ctx context.Context, rev int64) {
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
@@ -84,25 +88,16 @@ func (w *watcher) follow(ctx context.Context, rev int64) {
 	for {
 		var resp clientv3.WatchResponse
 		var ok bool
-		var into *int64
 		select {
 		case resp, ok = <-cur:
-			into = &w.current
 		case resp, ok = <-tgt:
-			into = &w.target
 		}
 		if !ok || resp.Err() != nil {
 			return
 		}
-		for _, ev := range resp.Events {
-			*into = 0
-			if ev.Type == clientv3.EventTypePut {
-				if n, err := parseNumber(ev.Kv.Value); err == nil {
-					*into = n
-				}
-			}
+		if _, err := w.read(ctx); err != nil {
+			return
 		}
-		w.deliver(ctx)
 	}
 }
 

@@ -1,6 +1,11 @@
 package engine
 
-import "context"
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"sync"
+)
 
 // Change is one property of a resource that differs from what the graph
 // wants, as CheckApply found it: the shared, structured form in which every
@@ -46,4 +51,71 @@ func Changed(ctx context.Context, cs ...Change) {
 	for _, c := range cs {
 		r.Record(c)
 	}
+}
+
+// Bounds of what the engine keeps of the changes a vertex reports: a kind
+// that reports a change per file of a huge tree cannot fill the memory, the
+// log or the report. What is left out is counted.
+const (
+	// MaxChangesPerCheck is how many changes of one check are kept.
+	MaxChangesPerCheck = 200
+	// MaxChangesKept is how many changes a vertex's report lists.
+	MaxChangesKept = 200
+)
+
+// changeList is the Recorder of one check-and-apply.
+type changeList struct {
+	mu      sync.Mutex // guards cs, dropped
+	cs      []Change
+	dropped int
+}
+
+func (l *changeList) Record(c Change) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.cs) >= MaxChangesPerCheck {
+		l.dropped++
+		return
+	}
+	l.cs = append(l.cs, c)
+}
+
+// take returns what was recorded, each change masked when sensitive (the
+// whole vertex, or the change itself, says so), and forgets it.
+func (l *changeList) take(sensitive bool) ([]Change, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cs, dropped := l.cs, l.dropped
+	l.cs, l.dropped = nil, 0
+	for i, c := range cs {
+		if sensitive || c.Sensitive {
+			cs[i] = Mask(c)
+		}
+	}
+	return cs, dropped
+}
+
+// Mask returns c as a sensitive value is shown: its property, that it
+// changed, and a short hash of the old and new value, so that one can tell
+// two runs' values apart without seeing them. The diff is dropped, and so
+// is the kind's explanation, which may quote the value.
+func Mask(c Change) Change {
+	return Change{Property: c.Property, From: ShortHash(c.From), To: ShortHash(c.To), Why: "changed", Sensitive: true}
+}
+
+// ShortHash is how a sensitive value is shown: "sha256:" and the first 12
+// hex digits of its SHA-256; the empty string (no value) stays empty.
+func ShortHash(s string) string {
+	if s == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:6])
+}
+
+// Recording reports whether changes reported under ctx are recorded: a
+// kind may skip working out a costly change (a diff) when nobody listens.
+func Recording(ctx context.Context) bool {
+	r, _ := ctx.Value(recorderKey{}).(Recorder)
+	return r != nil
 }

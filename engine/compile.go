@@ -135,6 +135,8 @@ func checkCycles(g *pgraph.Graph) error {
 func uniqueUIDs(_ context.Context, g *Graph) error {
 	owner := map[UID]*Vertex{}
 	var errs []error
+	type pair struct{ a, b *Vertex }
+	told := map[pair]bool{} // one error per two owners, however many UIDs they share
 	for _, v := range g.Vertices() {
 		u, ok := v.Res.(UIDer)
 		if !ok {
@@ -142,10 +144,25 @@ func uniqueUIDs(_ context.Context, g *Graph) error {
 		}
 		for _, uid := range u.UIDs() {
 			if prev, dup := owner[uid]; dup {
+				if told[pair{v, prev}] {
+					continue
+				}
+				told[pair{v, prev}] = true
 				errs = append(errs, fmt.Errorf("%s: %s and %s (%s) both manage %s %s: only one resource may", v.Source, v, prev, prev.Source, uid.Kind, uid.Key))
 				continue
 			}
 			owner[uid] = v
+		}
+	}
+	for _, v := range g.Vertices() {
+		x, ok := v.Res.(Excluder)
+		if !ok {
+			continue
+		}
+		for _, uid := range x.Excludes() {
+			if o, dup := owner[uid]; dup && o != v {
+				errs = append(errs, fmt.Errorf("%s: %s and %s (%s) both manage %s %s: only one resource may", v.Source, v, o, o.Source, uid.Kind, uid.Key))
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -317,5 +334,5 @@ func (g *Graph) group(members []*Vertex, log *slog.Logger) error {
 // metaKey keeps resources with different meta parameters apart: a group
 // runs with one set of them.
 func metaKey(m Meta) string {
-	return fmt.Sprintf("%t|%d|%d|%d|%v|%d|%v|%d", m.Noop, m.Retry, m.Delay, m.Poll, m.Limit, m.Burst, m.Sema, m.Timeout)
+	return fmt.Sprintf("%t|%d|%d|%d|%v|%d|%v|%d|%t", m.Noop, m.Retry, m.Delay, m.Poll, m.Limit, m.Burst, m.Sema, m.Timeout, m.Sensitive)
 }

@@ -118,6 +118,41 @@ func TestSamePathTwiceIsRefused(t *testing.T) {
 	}
 }
 
+// partRes is a fake line: it manages a part of a path's content, refused
+// next to a resource that owns the whole content.
+type partRes struct {
+	fake
+	path, part string
+}
+
+func (p *partRes) UIDs() []UID     { return []UID{{"line", p.path + "\n" + p.part}} }
+func (p *partRes) Excludes() []UID { return []UID{{"content", p.path}} }
+
+// contentRes owns a path and its whole content.
+type contentRes struct {
+	fake
+	path string
+}
+
+func (c *contentRes) UIDs() []UID { return []UID{{"file", c.path}, {"content", c.path}} }
+
+func TestExcludedPartIsRefused(t *testing.T) {
+	_, err := Compile(context.Background(), &Decl{Vertices: []*Vertex{
+		named("file", "f", &contentRes{path: "/etc/x"}),
+		named("line", "l", &partRes{path: "/etc/x", part: "a=1"}),
+	}}, quietLog())
+	if err == nil || !strings.Contains(err.Error(), "line[l] and file[f] () both manage content /etc/x") {
+		t.Fatalf("want a refusal naming both and the path, got %v", err)
+	}
+	// Two parts of one file, and a part of a file whose content nobody
+	// manages, are fine.
+	compile(t, []*Vertex{
+		named("file", "f", &pathRes{path: "/etc/x"}),
+		named("line", "a", &partRes{path: "/etc/x", part: "a=1"}),
+		named("line", "b", &partRes{path: "/etc/x", part: "b=2"}),
+	})
+}
+
 func TestAutoGroupKeepsOrder(t *testing.T) {
 	mk := func(name string) *Vertex { return named("pkg", name, &groupRes{key: "k"}) }
 	a, b, c, d := mk("a"), mk("b"), mk("c"), mk("d")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sort"
@@ -27,6 +28,10 @@ type Config struct {
 	// Observer, if set, hears of every check-and-apply and of the graph
 	// converging (metrics).
 	Observer Observer
+	// Out, if set, receives the diffs of the changes a noop run finds, each
+	// as its own block of lines after the log line of its change (the log
+	// cannot hold a multi-line value readably).
+	Out io.Writer
 }
 
 // Observer is told what the engine does. Its methods are called from
@@ -63,6 +68,8 @@ type Engine struct {
 	gone      []Report // what removed vertices did, for the summary
 
 	wake chan struct{} // one slot: a state changed, the tracker looks again
+
+	outMu sync.Mutex // guards writes to cfg.Out, so that diffs never interleave
 }
 
 // New returns an engine; Run starts it.
@@ -390,9 +397,16 @@ func (e *Engine) apply() {
 }
 
 func (e *Engine) newNode(v *Vertex) *node {
+	log := e.log.With("res", v.String())
+	resLog := log
+	if v.Meta.Sensitive {
+		resLog = slog.New(maskHandler{e.log.Handler()}).With("res", v.String())
+	}
 	return &node{
 		v:       v,
-		log:     e.log.With("res", v.String()),
+		log:     log,
+		resLog:  resLog,
+		noop:    e.cfg.Noop || v.Meta.Noop,
 		done:    make(chan struct{}),
 		bucket:  newBucket(v.Meta.Limit, v.Meta.Burst),
 		dirty:   true,
@@ -408,6 +422,8 @@ func (e *Engine) newNode(v *Vertex) *node {
 func (e *Engine) start(ctx context.Context, n *node) {
 	ctx, n.cancel = context.WithCancel(ctx)
 	n.ctx = ctx
+	n.checkCtx = WithRecorder(ctx, &n.rec)
+	n.refreshCtx = WithRecorder(ctx, &n.refreshRec)
 	go func() {
 		if err := e.init(n); err != nil {
 			e.mu.Lock()
@@ -494,10 +510,10 @@ func (e *Engine) init(n *node) error {
 	}
 	env := Env{
 		Kind: n.v.Kind, Name: n.v.Name, Hostname: e.cfg.Hostname, Prefix: e.cfg.Prefix,
-		Logger: n.log, Noop: e.cfg.Noop || n.v.Meta.Noop,
+		Logger: n.resLog, Noop: e.cfg.Noop || n.v.Meta.Noop,
 	}
 	if err := safeCall("Init", func() error { return in.Init(env) }); err != nil {
-		return fmt.Errorf("init: %w", err)
+		return maskErr(n.v.Meta.Sensitive, fmt.Errorf("init: %w", err))
 	}
 	return nil
 }
@@ -533,7 +549,7 @@ func (e *Engine) watch(ctx context.Context, n *node) {
 		if err == nil {
 			err = errors.New("Watch returned while the vertex was running")
 		}
-		err = fmt.Errorf("watch: %w", err)
+		err = maskErr(n.v.Meta.Sensitive, fmt.Errorf("watch: %w", err))
 		if retries == 0 {
 			e.mu.Lock()
 			n.failForGoodLocked(err)
@@ -579,21 +595,24 @@ func (e *Engine) process(ctx context.Context, n *node) {
 			return
 		}
 	}
-	refresh := n.refresh
-	n.dirty, n.refresh, n.busy = false, false, true
+	refresh, refreshBy := n.refresh, n.refreshBy
+	n.dirty, n.refresh, n.refreshBy, n.busy = false, false, nil, true
 	e.busy++
 	e.changedLocked(n)
 	e.mu.Unlock()
 
-	apply := !e.cfg.Noop && !n.v.Meta.Noop
+	apply := !n.noop
 	start := time.Now()
 	var changed bool
+	n.rec.take(false) // what a check abandoned after its timeout reported late
 	err := safeCall("check-and-apply", func() error {
 		var err error
-		changed, err = e.checkApply(ctx, n, apply, refresh)
+		changed, err = e.checkApply(n.checkCtx, n, apply, refresh, refreshBy)
 		return err
 	})
 	took := time.Since(start)
+	err = maskErr(n.v.Meta.Sensitive, err)
+	changes, dropped := n.rec.take(n.v.Meta.Sensitive)
 	if o := e.cfg.Observer; o != nil && ctx.Err() == nil {
 		o.Checked(n.v.Kind, changed && apply, err, took)
 	}
@@ -611,8 +630,11 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		return
 	}
 	if err != nil {
+		// What a failed check reported may not have happened: it is not
+		// kept, and the failure is what the log and report show.
 		n.st, n.lastErr = stateFailed, err
 		n.refresh = n.refresh || refresh
+		n.refreshBy = appendNew(n.refreshBy, refreshBy...)
 		n.stats.Failures++
 		if n.retries == 0 {
 			n.gaveUp = true
@@ -642,19 +664,34 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	}
 	wasFailed := n.st == stateFailed
 	n.st, n.lastErr, n.retries = stateOK, nil, n.v.Meta.Retry
+	if !changed {
+		n.pending, n.pendingDropped, n.pendingNow = nil, 0, false // repaired by hand: nothing pending any more
+	}
 	switch {
 	case changed && apply:
 		n.stats.Changes++
-		n.log.Info("changed", "took", took.Round(time.Microsecond))
+		e.logChanges(n, "changed", changes, dropped, took)
+		n.keepLocked(changes, dropped)
 		for _, c := range n.children {
 			c.dirty = true
 			if n.notify[c] {
 				c.refresh = true
+				c.refreshBy = appendNew(c.refreshBy, n.v.String())
 			}
 			e.changedLocked(c)
 		}
 	case changed:
-		n.log.Info("would change (noop)")
+		n.stats.Pending++
+		e.logChanges(n, "would change", changes, dropped, took)
+		n.pending, n.pendingDropped, n.pendingNow = changes, dropped, true
+		for c := range n.notify {
+			// Noop dirties no child, but a refresh it would cause is a
+			// change it would make: say so on the child.
+			if !slices.Contains(c.wouldRefreshBy, n.v.String()) {
+				c.wouldRefreshBy = append(c.wouldRefreshBy, n.v.String())
+				c.log.Info("would change", "property", "refresh", "why", "notified by "+n.v.String()+", which would change")
+			}
+		}
 	case wasFailed:
 		n.log.Info("recovered")
 	}
@@ -665,8 +702,8 @@ func (e *Engine) process(ctx context.Context, n *node) {
 }
 
 // checkApply calls the resource, with the meta rate limit, semaphores and
-// time limit, and a refresh when one is owed.
-func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool) (changed bool, err error) {
+// time limit, and a refresh when one is owed (by the vertices refreshBy).
+func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool, refreshBy []string) (changed bool, err error) {
 	if err := n.bucket.wait(ctx); err != nil {
 		return false, err
 	}
@@ -692,9 +729,11 @@ func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool) (
 	if refresh && apply {
 		if r, ok := n.v.Res.(Refresher); ok {
 			var refreshed bool
+			rec := &n.refreshRec
+			rec.take(false)
 			err = safeCall("Refresh", func() error {
 				var err error
-				refreshed, err = r.Refresh(ctx)
+				refreshed, err = r.Refresh(n.refreshCtx)
 				return err
 			})
 			if err != nil {
@@ -702,11 +741,74 @@ func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool) (
 			}
 			if refreshed {
 				changed = true
-				n.log.Info("refreshed")
+				// What the refresh did, with why it happened: the kind
+				// cannot know which vertex refreshed it.
+				why := "refreshed by " + strings.Join(refreshBy, ", ")
+				cs, _ := rec.take(false)
+				if len(cs) == 0 {
+					cs = []Change{{Property: "refresh"}}
+				}
+				for _, c := range cs {
+					if c.Why == "" {
+						c.Why = why
+					} else {
+						c.Why += "; " + why
+					}
+					Changed(ctx, c)
+				}
 			}
 		}
 	}
 	return changed, nil
+}
+
+// appendNew appends to list the names it does not hold yet.
+func appendNew(list []string, names ...string) []string {
+	for _, s := range names {
+		if !slices.Contains(list, s) {
+			list = append(list, s)
+		}
+	}
+	return list
+}
+
+// logChanges logs each change of one check of n at info, as "changed" or
+// "would change"; a diff follows its line on cfg.Out, when set, in noop.
+// A kind that reported nothing gets one line all the same.
+func (e *Engine) logChanges(n *node, msg string, cs []Change, dropped int, took time.Duration) {
+	if len(cs) == 0 {
+		n.log.Info(msg, "took", took.Round(time.Microsecond))
+		return
+	}
+	for _, c := range cs {
+		attrs := make([]any, 0, 8)
+		attrs = append(attrs, "property", c.Property)
+		if c.From != "" {
+			attrs = append(attrs, "from", c.From)
+		}
+		if c.To != "" {
+			attrs = append(attrs, "to", c.To)
+		}
+		if c.Why != "" {
+			attrs = append(attrs, "why", c.Why)
+		}
+		diff := c.Diff != "" && e.cfg.Out != nil && msg == "would change"
+		if diff {
+			e.outMu.Lock()
+		}
+		n.log.Info(msg, attrs...)
+		if diff {
+			d := c.Diff
+			if !strings.HasSuffix(d, "\n") {
+				d += "\n"
+			}
+			_, _ = io.WriteString(e.cfg.Out, d)
+			e.outMu.Unlock()
+		}
+	}
+	if dropped > 0 {
+		n.log.Info(msg, "property", "...", "why", fmt.Sprintf("%d more changes not shown", dropped))
+	}
 }
 
 // stuckGrace is how long a check-and-apply may overrun its meta timeout

@@ -21,6 +21,10 @@ type Meta struct {
 	Burst     int      `yaml:"burst"`   // with limit: how many may come at once
 	Sema      []string `yaml:"sema"`    // "name:count": named semaphores shared across the graph
 	Timeout   int      `yaml:"timeout"` // seconds one check-and-apply may take; 0: no limit
+	// Sensitive: the resource's values (content, commands, output, errors)
+	// never appear in logs, reports or metrics; only that a property
+	// changed, with a short hash of its old and new value.
+	Sensitive bool `yaml:"sensitive"`
 }
 
 // The bounds of the meta durations: a year each, far beyond any real use and

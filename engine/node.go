@@ -24,32 +24,46 @@ const (
 // its state. Fields below mu are guarded by Engine.mu.
 type node struct {
 	v      *Vertex
-	log    *slog.Logger
+	log    *slog.Logger // the engine's lines about the vertex
+	resLog *slog.Logger // the kind's own: masked when the vertex is sensitive
 	cancel context.CancelFunc
 	ctx    context.Context // the vertex's own; set by start
 	done   chan struct{}   // closed once the resource is closed
 	bucket *bucket         // meta limit/burst; nil when unlimited
 	stuck  chan struct{}   // a timed-out check still running; only the worker uses it
+	// The recorders of the vertex's checks and refreshes, and the contexts
+	// that carry them, made once: a check allocates nothing to report.
+	// One check runs at a time; process empties them after each.
+	rec, refreshRec      changeList
+	checkCtx, refreshCtx context.Context
 
 	// guarded by Engine.mu
-	working  bool          // a worker goroutine runs process
-	again    bool          // poked while working: one more pass
-	stopped  bool          // Watch has returned: start no worker
-	idle     chan struct{} // closed when the worker ends after stopped
-	parents  []*node
-	children []*node
-	notify   map[*node]bool // children reached through a notify edge
-	running  bool           // Watch said Running (or polling started)
-	dirty    bool           // a check is owed
-	refresh  bool           // a notify edge asked for a refresh
-	busy     bool           // CheckApply under way
-	st       state
-	retries  int         // failures left before the vertex gives up; -1: forever
-	retrying bool        // a retry timer is armed
-	retry    *time.Timer // that timer; stopped when the vertex stops
-	gaveUp   bool        // failed with no retries left; waits for a new event
-	lastErr  error
-	stats    Stats
+	working        bool          // a worker goroutine runs process
+	again          bool          // poked while working: one more pass
+	stopped        bool          // Watch has returned: start no worker
+	idle           chan struct{} // closed when the worker ends after stopped
+	parents        []*node
+	children       []*node
+	notify         map[*node]bool // children reached through a notify edge
+	running        bool           // Watch said Running (or polling started)
+	dirty          bool           // a check is owed
+	refresh        bool           // a notify edge asked for a refresh
+	refreshBy      []string       // the parents whose changes asked for it
+	busy           bool           // CheckApply under way
+	st             state
+	retries        int         // failures left before the vertex gives up; -1: forever
+	retrying       bool        // a retry timer is armed
+	retry          *time.Timer // that timer; stopped when the vertex stops
+	gaveUp         bool        // failed with no retries left; waits for a new event
+	lastErr        error
+	stats          Stats
+	changes        []Change // what the checks of the run changed, the latest MaxChangesKept
+	dropped        int      // changes left out of changes
+	pending        []Change // noop: what the latest check would change
+	pendingDropped int
+	pendingNow     bool     // noop: the latest check found something to change
+	noop           bool     // --noop or meta noop: never applies
+	wouldRefreshBy []string // noop: parents whose changes would refresh this vertex
 	// what the engine's counters include; changedLocked keeps them true
 	countedConv, countedGaveUp bool
 }
@@ -58,8 +72,20 @@ type node struct {
 type Stats struct {
 	Checks   int
 	Changes  int
+	Pending  int // noop checks that found something to change
 	Failures int
 	Duration time.Duration // time spent in check-and-apply
+}
+
+// keepLocked adds the changes of one check to those the report lists,
+// keeping the latest MaxChangesKept.
+func (n *node) keepLocked(cs []Change, dropped int) {
+	n.dropped += dropped
+	n.changes = append(n.changes, cs...)
+	if extra := len(n.changes) - MaxChangesKept; extra > 0 {
+		n.dropped += extra
+		n.changes = append(n.changes[:0:0], n.changes[extra:]...)
+	}
 }
 
 // converged: nothing owed, nothing under way.

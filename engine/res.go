@@ -85,6 +85,14 @@ type UIDer interface {
 	UIDs() []UID
 }
 
+// Excluder is implemented by kinds that manage a part of something whose
+// whole another kind may manage (a line of a file, where a file resource
+// may manage its content): a resource owning one of Excludes is a second
+// owner, and the graph is refused.
+type Excluder interface {
+	Excludes() []UID
+}
+
 // AutoEdger is implemented by kinds that ask for automatic edges. It may
 // take time (a package manager query) and must honour ctx; an error is a
 // warning, never fatal to the run.

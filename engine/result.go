@@ -17,6 +17,17 @@ type Report struct {
 	Failures int           `json:"failures"`
 	Duration time.Duration `json:"duration_ns"`
 	Removed  bool          `json:"removed,omitempty"` // left the graph during the run
+	// Noop: the resource ran without applying (--noop or meta noop);
+	// Properties are then what it would change, as its latest check found.
+	Noop bool `json:"noop,omitempty"`
+	// Pending: noop, and the latest check found something to change.
+	Pending bool `json:"pending,omitempty"`
+	// Properties lists, property by property, what the run changed (the
+	// latest MaxChangesKept), or in noop what it would change. Values of
+	// sensitive resources are masked.
+	Properties []Change `json:"properties,omitempty"`
+	// NotListed counts the changes left out of Properties.
+	NotListed int `json:"not_listed,omitempty"`
 }
 
 func (n *node) reportLocked() Report {
@@ -28,6 +39,18 @@ func (n *node) reportLocked() Report {
 	if n.st == stateFailed && n.lastErr != nil {
 		r.Failed, r.Error = true, n.lastErr.Error()
 	}
+	if n.noop {
+		r.Noop = true
+		r.Properties = append([]Change(nil), n.pending...)
+		r.NotListed = n.pendingDropped
+		for _, p := range n.wouldRefreshBy {
+			r.Properties = append(r.Properties, Change{Property: "refresh", Why: "notified by " + p + ", which would change"})
+		}
+		r.Pending = n.pendingNow || len(n.wouldRefreshBy) > 0
+		return r
+	}
+	r.Properties = append([]Change(nil), n.changes...)
+	r.NotListed = n.dropped
 	return r
 }
 

@@ -12,7 +12,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // ErrMemberConflict reports that the cluster has a member using this
@@ -103,8 +102,8 @@ func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error)
 	}
 	if self != nil {
 		// Our name, but not our data: an earlier life of this host.
-		if _, err := seeds.cli.MemberRemove(ctx, self.ID); err != nil && !errors.Is(err, rpctypes.ErrMemberNotFound) {
-			return nil, fmt.Errorf("join as %q: remove the stale member of that name: %w", cfg.Name, err)
+		if err := seeds.remove(ctx, self.ID); err != nil {
+			return nil, fmt.Errorf("join as %q: the stale member of that name: %w", cfg.Name, err)
 		}
 	}
 
@@ -118,11 +117,9 @@ func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error)
 		}
 	}
 	if id == 0 {
-		resp, err := seeds.addLearner(ctx, peerURLs)
-		if err != nil {
+		if id, learner, members, err = seeds.addLearner(ctx, peerURLs); err != nil {
 			return nil, fmt.Errorf("join as %q: add member: %w", cfg.Name, err)
 		}
-		id, learner, members = resp.Member.ID, true, resp.Members
 	}
 	cfg.Existing = true
 	cfg.InitialCluster = initialCluster(members, id, cfg.Name)
@@ -136,8 +133,15 @@ func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error)
 		}
 	}
 	if err != nil {
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), seeds.timeout)
-		if _, rerr := seeds.cli.MemberRemove(rctx, id); rerr != nil && !errors.Is(rerr, rpctypes.ErrMemberNotFound) {
+		// A learner left behind would refuse every other host's join. When
+		// the join was called off (the agent stops, perhaps with the whole
+		// cluster), one attempt is all it waits for.
+		rollback := seeds.timeout
+		if ctx.Err() != nil {
+			rollback = confChangeTimeout
+		}
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), rollback)
+		if rerr := seeds.remove(rctx, id); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("roll back the member added: %w", rerr))
 		}
 		rcancel()
@@ -146,42 +150,107 @@ func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error)
 	return s, nil
 }
 
-// addLearner adds a learner with peerURLs. etcd refuses a change of
-// membership until the leader has been connected to a quorum for 5 s
-// (ErrUnhealthy: right after another member joined or one died) and allows
-// one learner at a time: both are waited out, until ctx ends. A member's ID
-// is derived from its peer URLs and the current second, so re-adding the
-// peer URLs of a member removed within the same second is refused as
-// "member not found" (the ID was removed): the next second gives a new ID.
-func (c *Client) addLearner(ctx context.Context, peerURLs []string) (*clientv3.MemberAddResponse, error) {
-	var resp *clientv3.MemberAddResponse
-	err := retry(ctx, func() (err error) {
-		resp, err = c.cli.MemberAddAsLearner(ctx, peerURLs)
-		return err
-	}, rpctypes.ErrUnhealthy, rpctypes.ErrTooManyLearners, rpctypes.ErrMemberNotFound)
-	return resp, err
+// confChangeTimeout bounds one request that changes the membership. raft
+// takes one change of membership at a time and drops a change proposed
+// while another is still being applied; etcd then waits for the dropped one
+// until the request's context ends. Two hosts joining at once (one's add or
+// promotion racing the other's) used to wait out the whole start timeout
+// that way, and the stuck learner then refused every other join ("too many
+// learners"). A change normally applies within a raft round trip; one that
+// takes longer is tried again, and a change that did apply is recognised.
+const confChangeTimeout = 2 * time.Second
+
+// addLearner adds a learner with peerURLs and returns its ID, whether it
+// is still a learner, and the members it must start with. etcd refuses a
+// change of membership until the leader has been connected to a quorum
+// for 5 s (ErrUnhealthy: right after another member joined or one died)
+// and allows one learner at a time: both are waited out, until ctx ends.
+// While another host's learner is joining, no add is proposed at all (it
+// would only be refused, and could push the other's promotion out of
+// raft). A member's ID is derived from its peer URLs and the current
+// second, so re-adding the peer URLs of a member removed within the same
+// second is refused as "member not found" (the ID was removed): the next
+// second gives a new ID.
+func (c *Client) addLearner(ctx context.Context, peerURLs []string) (uint64, bool, []*etcdserverpb.Member, error) {
+	var (
+		id      uint64
+		learner bool
+		members []*etcdserverpb.Member
+	)
+	err := retry(ctx, func() error {
+		var err error
+		if members, err = c.memberList(ctx); err != nil {
+			return err
+		}
+		for _, m := range members {
+			switch {
+			case m.Name == "" && overlaps(m.PeerURLs, peerURLs):
+				// An add of ours that applied, its answer lost.
+				id, learner = m.ID, m.IsLearner
+				return nil
+			case m.IsLearner:
+				return fmt.Errorf("member %q %v is still a learner: %w", m.Name, m.PeerURLs, rpctypes.ErrTooManyLearners)
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, confChangeTimeout)
+		defer cancel()
+		resp, err := c.cli.MemberAddAsLearner(rctx, peerURLs)
+		if err != nil {
+			return err
+		}
+		id, learner, members = resp.Member.ID, true, resp.Members
+		return nil
+	}, rpctypes.ErrUnhealthy, rpctypes.ErrTooManyLearners, rpctypes.ErrMemberNotFound, rpctypes.ErrPeerURLExist)
+	return id, learner, members, err
 }
 
 // promote makes learner id a voting member as soon as it has caught up
-// with the leader.
+// with the leader. A promotion that applied though its answer was lost is
+// seen on the next attempt: the member is no learner any more.
 func (c *Client) promote(ctx context.Context, id uint64) error {
 	err := retry(ctx, func() error {
-		_, err := c.cli.MemberPromote(ctx, id)
+		rctx, cancel := context.WithTimeout(ctx, confChangeTimeout)
+		defer cancel()
+		_, err := c.cli.MemberPromote(rctx, id)
+		if errors.Is(err, rpctypes.ErrMemberNotLearner) {
+			return nil
+		}
 		return err
-	}, rpctypes.ErrMemberLearnerNotReady, rpctypes.ErrUnhealthy)
+	}, rpctypes.ErrMemberLearnerNotReady, rpctypes.ErrUnhealthy, rpctypes.ErrMemberNotEnoughStarted)
 	if err != nil {
 		return fmt.Errorf("promote learner %x: %w", id, err)
 	}
 	return nil
 }
 
-// retry calls f until it succeeds, fails with an error not in transient,
-// or ctx ends (then the last error is returned).
+// remove removes member id; one already gone is no error.
+func (c *Client) remove(ctx context.Context, id uint64) error {
+	err := retry(ctx, func() error {
+		rctx, cancel := context.WithTimeout(ctx, confChangeTimeout)
+		defer cancel()
+		_, err := c.cli.MemberRemove(rctx, id)
+		if errors.Is(err, rpctypes.ErrMemberNotFound) {
+			return nil
+		}
+		return err
+	}, rpctypes.ErrUnhealthy)
+	if err != nil {
+		return fmt.Errorf("remove member %x: %w", id, err)
+	}
+	return nil
+}
+
+// retry calls f until it succeeds, fails with an error that is neither in
+// transient nor a timeout of one request (see confChangeTimeout), or ctx
+// ends (then the last error is returned).
 func retry(ctx context.Context, f func() error, transient ...error) error {
+	transient = append(transient, context.DeadlineExceeded, rpctypes.ErrTimeout,
+		rpctypes.ErrTimeoutDueToConnectionLost, rpctypes.ErrTimeoutDueToLeaderFail,
+		rpctypes.ErrLeaderChanged, rpctypes.ErrNoLeader)
 	delay := 20 * time.Millisecond
 	for {
 		err := f()
-		if err == nil || !slices.ContainsFunc(transient, func(t error) bool { return errors.Is(err, t) }) {
+		if err == nil || ctx.Err() != nil || !slices.ContainsFunc(transient, func(t error) bool { return errors.Is(err, t) }) {
 			return err
 		}
 		select {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,6 +98,59 @@ func TestJoinRollback(t *testing.T) {
 		t.Fatal("joined on a busy port")
 	}
 	wantMembers(t, ca, "a")
+}
+
+// TestJoinAtOnce joins three servers to a cluster at the same time. raft
+// drops a change of membership proposed while another is being applied,
+// and etcd then waits for it until the request's context ends: a join
+// whose add (or promotion) raced another's used to wait out its whole start
+// timeout and fail. With etcd's own raft timing (the tests' shorter one
+// applies changes too fast for the race to show often) that happened in
+// every run. etcd takes one learner at a time and 5 s between changes, so
+// the last of the three is in after about 10 s.
+func TestJoinAtOnce(t *testing.T) {
+	etcdTiming := func(cfg ServerConfig) ServerConfig {
+		cfg.HeartbeatInterval, cfg.ElectionTimeout = 0, 0
+		cfg.StartTimeout = 40 * time.Second
+		return cfg
+	}
+	a := startTestServer(t, etcdTiming(testServerConfig(t, "a")))
+	ca := connectTest(t, a.Endpoints())
+	began := time.Now()
+	var wg sync.WaitGroup
+	for _, name := range []string{"b", "c", "d"} {
+		cfg := etcdTiming(testServerConfig(t, name))
+		wg.Go(func() {
+			seeds, err := Connect(t.Context(), ClientConfig{Endpoints: a.Endpoints()})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer seeds.Close()
+			// A join can also fail for a moment, and is rolled back: its
+			// server asked a member that had not yet applied the add
+			// ("member count is unequal"). The agent tries again; so
+			// does this test, but it must not take the 40 s a hung add
+			// or promotion took.
+			s, err := Join(t.Context(), seeds, cfg)
+			if err != nil {
+				t.Logf("%s joins a: %v; again", name, err)
+				s, err = Join(t.Context(), seeds, cfg)
+			}
+			if err != nil {
+				t.Errorf("%s joins a: %v", name, err)
+				return
+			}
+			took := time.Since(began)
+			t.Logf("%s joined in %v", name, took.Round(time.Millisecond))
+			if took > 30*time.Second {
+				t.Errorf("%s joined only after %v", name, took)
+			}
+			t.Cleanup(s.Stop)
+		})
+	}
+	wg.Wait()
+	wantMembers(t, ca, "a", "b", "c", "d")
 }
 
 // wantMembers waits until the cluster's members are exactly names, all

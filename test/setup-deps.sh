@@ -7,7 +7,7 @@
 set -euo pipefail
 
 PKGS=(
-	systemd          # /lib/systemd/system, PID 1 of every test host; busctl
+	systemd          # /lib/systemd/system, PID 1 of every test host; busctl; systemd-hostnamed (hostname resource)
 	dbus             # the hosts' system bus
 	packagekit       # packagekitd + its apt backend, activated on the hosts' bus
 	packagekit-tools # pkcon, used by the harness's own PackageKit test

@@ -37,12 +37,20 @@ const (
 	MaxValueSize = 1 << 20     // bytes of one rendered value
 	maxRendered  = MaxFileSize // bytes of all the rendered values of a file
 	maxSteps     = 1 << 20     // iterations of {{ range }} in a file
+	// maxBuild bounds what one function call may build before the length
+	// of its result is checked, and maxBuilt what the calls of a file build
+	// in all: a result is refused past MaxValueSize, but only once built,
+	// and printf with 1000 uses of a 1 MB argument builds 1 GB first.
+	maxBuild = 64 * MaxValueSize
+	maxBuilt = 1024 * MaxValueSize
 )
 
 var (
 	errValueSize = fmt.Errorf("the value renders to more than %d bytes", MaxValueSize)
 	errFileSize  = fmt.Errorf("the rendered values of the file exceed %d MiB", maxRendered>>20)
 	errSteps     = fmt.Errorf("the templates of the file iterate more than %d times in {{ range }}", maxSteps)
+	errBuild     = fmt.Errorf("a function could build more than %d MiB before its result is bounded: give it fewer or shorter arguments", maxBuild>>20)
+	errBuilt     = fmt.Errorf("the functions of the file's templates build more than %d MiB of text", maxBuilt>>20)
 )
 
 // ParseWith parses a graph from data as opt.Host sees it: the templates
@@ -87,8 +95,13 @@ type renderer struct {
 	host  *facts.Data // nil: the probe
 	funcs template.FuncMap
 	done  map[*yaml.Node]bool // scalars rendered already (an alias shares its anchor's node)
-	total int                 // bytes rendered so far
-	steps int                 // range iterations so far
+	// walked holds the lists and mappings walked already, with whether
+	// they held a template: an alias is walked once, not once per path to
+	// it (a tower of aliases has 4^40 paths in a few lines).
+	walked map[*yaml.Node]bool
+	total  int // bytes rendered so far
+	steps  int // range iterations so far
+	built  int // bytes the template functions may have built so far (charge)
 	// probed holds the resource items whose parameters held templates
 	// rendered against the probe: their values are placeholders, so their
 	// kind's Validate is not run (see newVertex).
@@ -105,7 +118,7 @@ type renderer struct {
 func (p *parser) prepare(doc *yaml.Node, data []byte, opt Options) *renderer {
 	r := &renderer{
 		p: p, data: data, host: opt.Host,
-		done: map[*yaml.Node]bool{}, probed: map[*yaml.Node]bool{}, off: map[engine.Ref]bool{}, on: map[engine.Ref]bool{},
+		done: map[*yaml.Node]bool{}, walked: map[*yaml.Node]bool{}, probed: map[*yaml.Node]bool{}, off: map[engine.Ref]bool{}, on: map[engine.Ref]bool{},
 	}
 	if opt.Host != nil {
 		r.sel.Host = opt.Host.Hostname
@@ -211,9 +224,23 @@ func (r *renderer) value(n *yaml.Node, res string, skip ...string) bool {
 	if n == nil {
 		return false
 	}
-	switch n.Kind {
-	case yaml.ScalarNode:
+	if n.Kind == yaml.ScalarNode {
 		return r.scalar(n, res)
+	}
+	if len(skip) == 0 {
+		if any, ok := r.walked[n]; ok {
+			return any
+		}
+		any := r.walk(n, res)
+		r.walked[n] = any
+		return any
+	}
+	return r.walk(n, res, skip...)
+}
+
+// walk is value of a list or mapping.
+func (r *renderer) walk(n *yaml.Node, res string, skip ...string) bool {
+	switch n.Kind {
 	case yaml.SequenceNode:
 		any := false
 		for _, c := range n.Content {
@@ -289,6 +316,10 @@ func (r *renderer) execute(text string) (string, *tmplError) {
 			return "", &tmplError{-1, errValueSize.Error()}
 		case errors.Is(err, errSteps):
 			return "", &tmplError{-1, errSteps.Error()}
+		case errors.Is(err, errBuild):
+			return "", &tmplError{-1, errBuild.Error()}
+		case errors.Is(err, errBuilt):
+			return "", &tmplError{-1, errBuilt.Error()}
 		}
 		return "", r.execError(text, err)
 	}
@@ -368,22 +399,48 @@ func (r *renderer) funcMap() template.FuncMap {
 				return "", fmt.Errorf("join: want a list, got %T", list)
 			}
 			parts := make([]string, rv.Len())
+			n := 0
 			for i := range parts {
 				parts[i] = fmt.Sprint(rv.Index(i).Interface())
+				n += len(parts[i]) + len(sep)
+			}
+			if err := r.charge(n, n); err != nil {
+				return "", err
 			}
 			return bounded(strings.Join(parts, sep))
 		},
-		"lower":   func(s string) (string, error) { return bounded(strings.ToLower(s)) },
-		"upper":   func(s string) (string, error) { return bounded(strings.ToUpper(s)) },
-		"quote":   func(s string) (string, error) { return bounded(strconv.Quote(s)) },
-		"replace": func(old, new, s string) (string, error) { return replaceBounded(s, old, new) },
-		"print":   func(a ...any) (string, error) { return bounded(fmt.Sprint(a...)) },
-		"println": func(a ...any) (string, error) { return bounded(fmt.Sprintln(a...)) },
-		"printf":  func(f string, a ...any) (string, error) { return bounded(fmt.Sprintf(f, a...)) },
-		"html":    func(a ...any) (string, error) { return bounded(template.HTMLEscaper(a...)) },
-		"js":      func(a ...any) (string, error) { return bounded(template.JSEscaper(a...)) },
+		"lower": func(s string) (string, error) {
+			return r.build(3*len(s), len(s), func() string { return strings.ToLower(s) })
+		},
+		"upper": func(s string) (string, error) {
+			return r.build(3*len(s), len(s), func() string { return strings.ToUpper(s) })
+		},
+		"quote": func(s string) (string, error) {
+			return r.build(10*len(s)+2, len(s), func() string { return strconv.Quote(s) })
+		},
+		"replace": func(old, new, s string) (string, error) { return r.replace(s, old, new) },
+		"print": func(a ...any) (string, error) {
+			n := argsSize(a)
+			return r.build(n, n, func() string { return fmt.Sprint(a...) })
+		},
+		"println": func(a ...any) (string, error) {
+			n := argsSize(a)
+			return r.build(n, n, func() string { return fmt.Sprintln(a...) })
+		},
+		"printf": func(f string, a ...any) (string, error) {
+			return r.build(printfBound(f, a), 0, func() string { return fmt.Sprintf(f, a...) })
+		},
+		"html": func(a ...any) (string, error) {
+			n := argsSize(a)
+			return r.build(6*n, n, func() string { return template.HTMLEscaper(a...) })
+		},
+		"js": func(a ...any) (string, error) {
+			n := argsSize(a)
+			return r.build(10*n, n, func() string { return template.JSEscaper(a...) })
+		},
 		"urlquery": func(a ...any) (string, error) {
-			return bounded(template.URLQueryEscaper(a...))
+			n := argsSize(a)
+			return r.build(3*n, n, func() string { return template.URLQueryEscaper(a...) })
 		},
 		"_step": func() (string, error) {
 			r.steps++
@@ -404,14 +461,96 @@ func bounded(s string) (string, error) {
 	return s, nil
 }
 
-// replaceBounded is strings.ReplaceAll, refused before it builds a string
+// replace is strings.ReplaceAll, refused before it builds a string
 // longer than MaxValueSize.
-func replaceBounded(s, old, new string) (string, error) {
-	n := strings.Count(s, old)
-	if len(s)+n*(len(new)-len(old)) > MaxValueSize {
+func (r *renderer) replace(s, old, new string) (string, error) {
+	n := len(s) + strings.Count(s, old)*(len(new)-len(old))
+	if old == "" {
+		n = len(s) + (utf8.RuneCountInString(s)+1)*len(new)
+	}
+	if n > MaxValueSize {
 		return "", errValueSize
 	}
+	if err := r.charge(n, 0); err != nil {
+		return "", err
+	}
 	return strings.ReplaceAll(s, old, new), nil
+}
+
+// build runs f, which builds at most most bytes and at least least, after
+// charging most to the file's budget: refused before it runs if least is
+// more than a value may hold or most more than a call may build.
+func (r *renderer) build(most, least int, f func() string) (string, error) {
+	if err := r.charge(most, least); err != nil {
+		return "", err
+	}
+	return bounded(f())
+}
+
+// charge counts most bytes about to be built against maxBuild and
+// maxBuilt; a result of at least least bytes is refused at once.
+func (r *renderer) charge(most, least int) error {
+	switch {
+	case least > MaxValueSize:
+		return errValueSize
+	case most > maxBuild:
+		return errBuild
+	}
+	r.built += most
+	if r.built > maxBuilt {
+		return errBuilt
+	}
+	return nil
+}
+
+// argsSize is what fmt.Sprint of a builds at most: the length of each
+// argument printed on its own, and a space between any two.
+func argsSize(a []any) int {
+	n := len(a)
+	for _, x := range a {
+		if s, ok := x.(string); ok {
+			n += len(s)
+		} else {
+			n += len(fmt.Sprint(x))
+		}
+	}
+	return n
+}
+
+// printfBound is more than fmt.Sprintf(f, a...) can build: the format's
+// text, and for each verb its width or precision (fmt takes neither above
+// 1e6) and the longest argument escaped the longest way (%q, %x, %#v), and
+// the %!(EXTRA ...) of arguments left over.
+func printfBound(f string, a []any) int {
+	widest, total := 0, 0
+	for _, x := range a {
+		n := argsSize([]any{x})
+		widest, total = max(widest, n), total+n
+	}
+	n := len(f) + 8*total + 64*len(a) + 64
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			continue
+		}
+		if i+1 < len(f) && f[i+1] == '%' {
+			i++
+			continue
+		}
+		pad, num := 0, 0
+		for i++; i < len(f) && strings.IndexByte("+-# 0123456789.*[]", f[i]) >= 0; i++ {
+			switch c := f[i]; {
+			case c >= '0' && c <= '9':
+				num = min(10*num+int(c-'0'), 1e6)
+			case c == '*':
+				num = 1e6
+			default:
+				num = 0
+			}
+			pad = max(pad, num)
+		}
+		n += pad + 8*widest + 400
+	}
+	return n
 }
 
 // empty is what default replaces: nothing, false, 0, "", an empty list

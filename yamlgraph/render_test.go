@@ -148,3 +148,34 @@ func TestRenderCorpus(t *testing.T) {
 		}
 	}
 }
+
+// A function is refused before it builds what its result would be
+// refused for: printf, print and join with many uses of a 1 MB string
+// once allocated 800 MB (and more, without end, with more uses) before
+// their results were measured. A loop of such calls is bounded by the
+// file's budget.
+func TestTemplateFunctionsBoundedBeforeBuilding(t *testing.T) {
+	many := func(s string, n int) string { return strings.TrimSpace(strings.Repeat(s+" ", n)) }
+	big := `{{ $x := printf "%0999999d" 1 }}`
+	tests := []struct{ name, value, want string }{
+		{"printf", big + `{{ printf "` + strings.Repeat("%[1]s", 200) + `" $x }}`, "could build more than"},
+		{"printf widths", `{{ printf "` + strings.Repeat("%0999999[1]d", 200) + `" 1 }}`, "could build more than"},
+		{"print", big + `{{ print ` + many("$x", 200) + ` }}`, "renders to more than"},
+		{"println", big + `{{ println ` + many("$x", 200) + ` }}`, "renders to more than"},
+		{"html", big + `{{ html ` + many("$x", 200) + ` }}`, "renders to more than"},
+		{"loop", big + `{{ range 1000000 }}{{ $y := printf "%s" $x }}{{ end }}`, "build more than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "resources:\n  noop:\n  - name: x\n    comment: '" + tt.value + "'\n"
+			var err error
+			n := allocated(func() { _, err = ParseWith("g.yaml", []byte(src), Options{Host: web1}) })
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error with %q", err, tt.want)
+			}
+			if n > 512<<20 {
+				t.Fatalf("allocated %d MiB before refusing", n>>20)
+			}
+		})
+	}
+}

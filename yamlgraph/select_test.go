@@ -180,7 +180,7 @@ func TestHostSelectionErrors(t *testing.T) {
 		{`{labels: [role]}`, `g.yaml:4:20: noop[a]: meta labels: want a mapping of label keys to values, e.g. labels: {role: web}, found a list`},
 		{`{labels: {"ro le": web}}`, `g.yaml:4:21: noop[a]: meta labels: label "ro le=web": key has ' ' at byte 2; a key is 1 to 63 of A-Z a-z 0-9 _ . - /, starting and ending with a letter or digit`},
 		{`{labels: {role: }}`, `g.yaml:4:27: noop[a]: meta labels: role: want a value, found nothing`},
-		{`{hostz: [a]}`, `g.yaml:4:12: noop[a]: meta: unknown field "hostz" (did you mean "hosts"?); valid fields: autoedge, autogroup, burst, delay, limit, noop, poll, retry, sema, timeout, hosts, labels`},
+		{`{hostz: [a]}`, `g.yaml:4:12: noop[a]: meta: unknown field "hostz" (did you mean "hosts"?); valid fields: autoedge, autogroup, burst, delay, limit, noop, poll, retry, sema, sensitive, timeout, hosts, labels`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.meta, func(t *testing.T) {

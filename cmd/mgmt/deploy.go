@@ -64,26 +64,33 @@ type deployOpts struct {
 	list     bool
 	json     bool
 	rollback bool
+	rollout  rolloutFlags
 }
 
 func deployCmd() *cobra.Command {
 	var o deployOpts
 	cmd := &cobra.Command{
-		Use:   "deploy (--file GRAPH.yaml [--dir DIR] | --git REPO | --list | --rollback [N]) --seeds URL",
+		Use:   "deploy (--file GRAPH.yaml [--dir DIR] | --git REPO | --list | --rollback [N] | --status | --resume | --abort) --seeds URL",
 		Short: "Store a graph and its files in the cluster as the next deploy; list or roll back deploys",
 		Long: `deploy validates a graph, bundles it with the local files it refers to (relative
 source: paths) or with the whole tree under --dir, and stores it in etcd as the
-next deploy. It prints the deploy's number on stdout; details go to stderr.`,
+next deploy. It prints the deploy's number on stdout; details go to stderr.
+With --canary, --batch, --max-failures or --batch-timeout it rolls the deploy
+out in stages, following the rollout to its end (exit 0 completed, 1 halted).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			modes := 0
-			for _, on := range []bool{o.file != "" && o.gitRepo == "", o.gitRepo != "", o.list, o.rollback} {
+			for _, on := range []bool{o.file != "" && o.gitRepo == "", o.gitRepo != "", o.list, o.rollback, o.rollout.status, o.rollout.resume, o.rollout.abort} {
 				if on {
 					modes++
 				}
 			}
 			if modes != 1 {
-				return &usageError{"deploy: give one of --file, --git, --list or --rollback"}
+				return &usageError{"deploy: give one of --file, --git, --list, --rollback, --status, --resume or --abort"}
+			}
+			staged, err := o.rollout.parse(cmd, o.file != "" || o.gitRepo != "")
+			if err != nil {
+				return err
 			}
 			if len(args) > 0 && !o.rollback {
 				return &usageError{fmt.Sprintf("deploy: unexpected argument %q (only --rollback takes one: the deploy number)", args[0])}
@@ -94,6 +101,14 @@ next deploy. It prints the deploy's number on stdout; details go to stderr.`,
 			ctx, stop := signalContext(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 			defer stop()
 			switch {
+			case o.rollout.status:
+				return o.runStatus(ctx, os.Stdout)
+			case o.rollout.resume:
+				return o.runResume(ctx)
+			case o.rollout.abort:
+				return o.runAbort(ctx)
+			case staged:
+				return o.runRollout(ctx)
 			case o.list:
 				return o.runList(ctx, os.Stdout)
 			case o.rollback:
@@ -118,8 +133,9 @@ next deploy. It prints the deploy's number on stdout; details go to stderr.`,
 	f.StringVarP(&o.message, "message", "m", "", "a note kept with the deploy")
 	f.IntVar(&o.keep, "keep", deploy.DefaultKeep, "keep the last K deploys in the history; older ones are pruned")
 	f.BoolVar(&o.list, "list", false, "print the history of deploys")
-	f.BoolVar(&o.json, "json", false, "with --list: print JSON")
+	f.BoolVar(&o.json, "json", false, "with --list or --status: print JSON")
 	f.BoolVar(&o.rollback, "rollback", false, "deploy deploy N again as a new number (default: the one before the current)")
+	o.rollout.define(cmd)
 	o.client.define(cmd)
 	return cmd
 }

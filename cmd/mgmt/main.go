@@ -30,6 +30,9 @@ const (
 	exitOK      = 0
 	exitFailed  = 1 // resources failed, or the run could not start (etcd, the metrics address)
 	exitInvalid = 2 // bad input: nothing applied
+	// exitChanges, with --detailed-exitcodes only: the run succeeded and
+	// changed something or, with --noop, would have.
+	exitChanges = 4
 )
 
 func main() {
@@ -65,7 +68,10 @@ func exitCode(err error) int {
 	var re *engine.RunError
 	var se *agent.StartError
 	var failed *failedError
+	var ch *changesError
 	switch {
+	case errors.As(err, &ch):
+		return exitChanges
 	case errors.As(err, &inv), errors.As(err, &usage):
 		return exitInvalid
 	case errors.As(err, &re), errors.As(err, &se), errors.As(err, &failed):
@@ -73,6 +79,20 @@ func exitCode(err error) int {
 	default:
 		return exitInvalid // cobra's own flag and argument errors
 	}
+}
+
+// changesError ends a successful run with --detailed-exitcodes that
+// changed something, or would have.
+type changesError struct {
+	n    int
+	noop bool
+}
+
+func (e *changesError) Error() string {
+	if e.noop {
+		return fmt.Sprintf("%d resource(s) would change (--detailed-exitcodes: exit status %d)", e.n, exitChanges)
+	}
+	return fmt.Sprintf("%d resource(s) changed (--detailed-exitcodes: exit status %d)", e.n, exitChanges)
 }
 
 type usageError struct{ msg string }
@@ -96,6 +116,7 @@ func runCmd() *cobra.Command {
 	var cpuProfile string
 	var promListen string
 	var labelArgs []string
+	var detailed bool
 	cmd := &cobra.Command{
 		Use:   "run (--file GRAPH.yaml | --from-cluster [--seeds URL])",
 		Short: "Run a graph: apply it, then keep it applied",
@@ -157,8 +178,17 @@ func runCmd() *cobra.Command {
 			ctx, stop := signalContext(log)
 			defer stop()
 			cfg.Reload = hangups(ctx)
+			cfg.Out = os.Stderr
+			var tally agent.Tally
+			cfg.Tally = &tally
 			ran = true
-			return agent.Run(ctx, cfg)
+			if err := agent.Run(ctx, cfg); err != nil || !detailed {
+				return err
+			}
+			if n := tally.Changed + tally.Pending; n > 0 {
+				return &changesError{n: n, noop: cfg.Noop}
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -167,6 +197,7 @@ func runCmd() *cobra.Command {
 	f.IntVar(&convergedTimeout, "converged-timeout", -1, "exit once the graph has been converged for this many seconds (-1: run forever)")
 	f.BoolVar(&cfg.Noop, "noop", false, "report what would change, change nothing")
 	f.BoolVar(&noWatch, "no-watch", false, "do not reload the graph when its file changes")
+	f.BoolVar(&detailed, "detailed-exitcodes", false, "exit 4 when the run changed something or, with --noop, would have (0: nothing to do, 1: failed, 2: invalid input)")
 	f.StringVar(&cfg.Graphviz, "graphviz", "", "write the compiled graph as DOT to this file")
 	f.StringVar(&cfg.GraphvizFilter, "graphviz-filter", "", "render the DOT file to FILE.png with this Graphviz program (e.g. dot)")
 	f.StringVar(&cfg.Hostname, "hostname", "", "this host's name (default: the machine's)")

@@ -57,7 +57,7 @@ could not be reached.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(all)
 			}
-			return printStatus(os.Stdout, all, time.Now())
+			return printHosts(os.Stdout, all, time.Now())
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the records as a JSON array")
@@ -65,8 +65,8 @@ could not be reached.`,
 	return cmd
 }
 
-// printStatus writes a line per host.
-func printStatus(w io.Writer, all []deploy.Status, now time.Time) error {
+// printHosts writes a line per host.
+func printHosts(w io.Writer, all []deploy.HostStatus, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tSTATE\tDEPLOY\tCOMMIT\tCHANGED\tFAILED\tDRIFTS\tVERSION")
 	for _, s := range all {

@@ -5,8 +5,15 @@ import (
 	// Each kind registers itself with the engine from init.
 	_ "github.com/mgmtconfig/mgmt/resources/exec"
 	_ "github.com/mgmtconfig/mgmt/resources/file"
+	_ "github.com/mgmtconfig/mgmt/resources/group"
+	_ "github.com/mgmtconfig/mgmt/resources/hostname"
+	_ "github.com/mgmtconfig/mgmt/resources/line"
+	_ "github.com/mgmtconfig/mgmt/resources/mount"
 	_ "github.com/mgmtconfig/mgmt/resources/noop"
 	_ "github.com/mgmtconfig/mgmt/resources/pkg"
+	_ "github.com/mgmtconfig/mgmt/resources/sshkey"
 	_ "github.com/mgmtconfig/mgmt/resources/svc"
+	_ "github.com/mgmtconfig/mgmt/resources/sysctl"
 	_ "github.com/mgmtconfig/mgmt/resources/timer"
+	_ "github.com/mgmtconfig/mgmt/resources/user"
 )

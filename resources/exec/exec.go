@@ -266,7 +266,19 @@ func (x *Exec) apply(ctx context.Context, apply bool) (ran bool, err error) {
 			return false, fmt.Errorf("creates: %w", err)
 		}
 	}
+	c := engine.Change{Property: "cmd", To: x.Cmd, Why: "no ifcmd or creates: runs at every check"}
+	if x.Creates != "" {
+		c.Why = "creates " + x.Creates + " is missing"
+	}
 	if !apply {
+		if x.IfCmd != "" {
+			// Running ifcmd might change something: noop does not.
+			c.Why += "; ifcmd " + x.IfCmd + " decides (not run in noop)"
+			if x.Creates == "" {
+				c.Why = "ifcmd " + x.IfCmd + " decides (not run in noop)"
+			}
+		}
+		engine.Changed(ctx, c)
 		return true, nil
 	}
 	if x.IfCmd != "" {
@@ -274,7 +286,13 @@ func (x *Exec) apply(ctx context.Context, apply bool) (ran bool, err error) {
 		if err != nil || !ok {
 			return false, err
 		}
+		if x.Creates != "" {
+			c.Why += "; ifcmd exited 0"
+		} else {
+			c.Why = "ifcmd exited 0"
+		}
 	}
+	engine.Changed(ctx, c)
 	p, err := x.proc(x.Cmd, x.Shell, x.Timeout)
 	if err != nil {
 		return false, fmt.Errorf("cmd: %w", err)

@@ -12,11 +12,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/mgmtconfig/mgmt/engine"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,19 +43,25 @@ func (r *File) CheckApply(ctx context.Context, apply bool) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	uid, gid := -1, -1
+	if !s.absent {
+		if uid, gid, err = r.owner(); err != nil {
+			return false, err
+		}
+	}
 	a := &applier{ctx: ctx, apply: apply, log: r.logger(), force: s.force}
 	switch {
 	case s.absent:
 		return a.absent(s.path)
 	case s.dir:
-		changed, err := a.dir(s.path, attrs{mode: s.mode, hasMode: s.hasMode, uid: s.uid, gid: s.gid})
+		changed, err := a.dir(s.path, attrs{mode: s.mode, hasMode: s.hasMode, uid: uid, gid: gid})
 		if err != nil || !s.recurse {
 			return changed, err
 		}
-		c, err := a.tree(s.source, s.path, s.uid, s.gid, s.purge)
+		c, err := a.tree(s.source, s.path, uid, gid, s.purge)
 		return changed || c, err
 	default:
-		want := attrs{mode: s.mode, hasMode: s.hasMode, uid: s.uid, gid: s.gid}
+		want := attrs{mode: s.mode, hasMode: s.hasMode, uid: uid, gid: gid}
 		var src source
 		switch {
 		case s.hasCont:
@@ -70,6 +79,66 @@ type applier struct {
 	apply bool
 	force bool
 	log   *slog.Logger
+	// entry, while a tree's entry is checked, gathers what differs about
+	// it: a tree reports one change per entry, not one per property.
+	entry *treeEntry
+}
+
+// treeEntry is what differs about one entry of a tree.
+type treeEntry struct {
+	added bool
+	props []string
+}
+
+// report reports a change found by the check (engine.Changed), or adds it
+// to the tree entry being checked.
+func (a *applier) report(c engine.Change) {
+	if e := a.entry; e != nil {
+		if c.Property == "state" && c.From == "absent" {
+			e.added = true
+		}
+		if !slices.Contains(e.props, c.Property) {
+			e.props = append(e.props, c.Property)
+		}
+		return
+	}
+	engine.Changed(a.ctx, c)
+}
+
+// attrChanges are the changes of mode and owner that giving the path of
+// status st the attributes want makes.
+func attrChanges(st *unix.Stat_t, want attrs, chown bool) []engine.Change {
+	var cs []engine.Change
+	if want.uid >= 0 && uint32(want.uid) != st.Uid {
+		cs = append(cs, engine.Change{Property: "owner", From: userName(int(st.Uid)), To: userName(want.uid)})
+	}
+	if want.gid >= 0 && uint32(want.gid) != st.Gid {
+		cs = append(cs, engine.Change{Property: "group", From: groupName(int(st.Gid)), To: groupName(want.gid)})
+	}
+	if want.hasMode && (st.Mode&0o7777 != want.mode || (chown && want.mode&0o6000 != 0)) {
+		c := engine.Change{Property: "mode", From: fmt.Sprintf("%04o", st.Mode&0o7777), To: fmt.Sprintf("%04o", want.mode)}
+		if c.From == c.To {
+			c.Why = "set again after the change of owner, which clears setuid and setgid"
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// userName shows a uid as "name (uid)", or the number alone when the
+// host has no name for it.
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return fmt.Sprintf("%s (%d)", u.Username, uid)
+	}
+	return strconv.Itoa(uid)
+}
+
+func groupName(gid int) string {
+	if g, err := user.LookupGroupId(strconv.Itoa(gid)); err == nil {
+		return fmt.Sprintf("%s (%d)", g.Name, gid)
+	}
+	return strconv.Itoa(gid)
 }
 
 // attrs are the managed attributes of a path.
@@ -195,6 +264,10 @@ func (a *applier) file(path string, src source, want attrs) (bool, error) {
 				return false, err
 			}
 			if !same {
+				a.reportContent(path, fd, &st, src, want)
+				for _, c := range attrChanges(&st, want, false) {
+					a.report(c)
+				}
 				return a.write(path, src, want, &st, false, "content differs")
 			}
 		}
@@ -212,8 +285,17 @@ func (a *applier) file(path string, src source, want attrs) (bool, error) {
 	default:
 		return false, pathErr("open", path, err)
 	}
+	c := engine.Change{Property: "state", From: "absent", To: "file", Why: "missing"}
+	if err == nil {
+		c.From, c.Why = typeName(fileMode(st.Mode)), "in the way of the file"
+	} else if errors.Is(err, unix.ELOOP) {
+		c.From, c.Why = "symbolic link", "in the way of the file: replaced, not followed"
+	}
+	a.report(c)
 	if src == nil {
 		src = bytesSource(nil)
+	} else {
+		a.reportContent(path, -1, nil, src, want)
 	}
 	return a.write(path, src, want, nil, replaceDir, "missing or not a regular file")
 }
@@ -303,6 +385,9 @@ func (a *applier) fixAttrs(fd int, path string, st *unix.Stat_t, want attrs) (bo
 	if !chown && !chmod {
 		return false, nil
 	}
+	for _, c := range attrChanges(st, want, chown) {
+		a.report(c)
+	}
 	if !a.apply {
 		return true, nil
 	}
@@ -310,13 +395,13 @@ func (a *applier) fixAttrs(fd int, path string, st *unix.Stat_t, want attrs) (bo
 		if err := unix.Fchown(fd, uid, gid); err != nil {
 			return false, pathErr("chown", path, err)
 		}
-		a.log.Info("owner changed", "path", path, "uid", want.uid, "gid", want.gid, "was", fmt.Sprintf("%d:%d", st.Uid, st.Gid))
+		a.log.Debug("owner changed", "path", path, "uid", want.uid, "gid", want.gid, "was", fmt.Sprintf("%d:%d", st.Uid, st.Gid))
 	}
 	if chmod {
 		if err := unix.Fchmod(fd, want.mode); err != nil {
 			return false, pathErr("chmod", path, err)
 		}
-		a.log.Info("mode changed", "path", path, "mode", fmt.Sprintf("%04o", want.mode), "was", fmt.Sprintf("%04o", st.Mode&0o7777))
+		a.log.Debug("mode changed", "path", path, "mode", fmt.Sprintf("%04o", want.mode), "was", fmt.Sprintf("%04o", st.Mode&0o7777))
 	}
 	return true, nil
 }
@@ -387,7 +472,7 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		return true, err
 	}
-	a.log.Info("file written", "path", path, "why", why, "bytes", n, "sha256", shortSum(h), "mode", fmt.Sprintf("%04o", mode))
+	a.log.Debug("file written", "path", path, "why", why, "bytes", n, "sha256", shortSum(h), "mode", fmt.Sprintf("%04o", mode))
 	return true, nil
 }
 
@@ -521,6 +606,11 @@ func (a *applier) dir(path string, want attrs) (bool, error) {
 	default:
 		return false, pathErr("open", path, err)
 	}
+	c := engine.Change{Property: "state", From: "absent", To: "directory", Why: "missing"}
+	if !errors.Is(err, unix.ENOENT) {
+		c.From, c.Why = typeName(fileMode(st.Mode)), "in the way of the directory"
+	}
+	a.report(c)
 	if !a.apply {
 		return true, nil
 	}
@@ -562,7 +652,7 @@ func (a *applier) mkdir(path string, mode uint32, uid, gid int) error {
 	if err := unix.Fchmod(fd, mode); err != nil {
 		return pathErr("chmod", path, err)
 	}
-	a.log.Info("directory created", "path", path, "mode", fmt.Sprintf("%04o", mode))
+	a.log.Debug("directory created", "path", path, "mode", fmt.Sprintf("%04o", mode))
 	return nil
 }
 
@@ -605,6 +695,7 @@ func (a *applier) absent(path string) (bool, error) {
 			return false, fmt.Errorf("%s is a directory that is not empty: %w", path, ErrInTheWay)
 		}
 	}
+	a.report(engine.Change{Property: "state", From: typeName(fileMode(st.Mode)), To: "absent", Why: "state: absent"})
 	if !a.apply {
 		return true, nil
 	}
@@ -620,7 +711,7 @@ func (a *applier) absent(path string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", path, err)
 	}
-	a.log.Info("removed", "path", path, "was", typeName(fileMode(st.Mode)))
+	a.log.Debug("removed", "path", path, "was", typeName(fileMode(st.Mode)))
 	return true, syncDir(filepath.Dir(path))
 }
 
@@ -663,4 +754,88 @@ func readDir(path string) ([]os.DirEntry, error) {
 	entries, err := f.ReadDir(-1)
 	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	return entries, err
+}
+
+// reportContent reports that the content of path (open as fd, of status
+// cur; fd -1 and cur nil: there is none) would become src's: both sizes and
+// hashes, and a bounded unified diff when both are text that everyone may
+// read. A file that is not world-readable, now or once written, never has
+// its content in a diff: the log and report may be read by more people.
+func (a *applier) reportContent(path string, fd int, cur *unix.Stat_t, src source, want attrs) {
+	if !engine.Recording(a.ctx) {
+		return
+	}
+	c := engine.Change{Property: "content", Why: "content differs"}
+	if a.entry != nil {
+		a.report(c) // a tree's entry: which properties differ is enough
+		return
+	}
+	var old []byte
+	if fd >= 0 {
+		r := io.NewSectionReader(fdReaderAt(fd), 0, cur.Size+1)
+		var err error
+		c.From, old, err = summarize(r)
+		if err != nil {
+			c.Why = fmt.Sprintf("content differs (the current content cannot be read: %v)", err)
+		}
+	}
+	rc, _, err := src.open()
+	if err != nil {
+		a.report(c) // the write reports the error
+		return
+	}
+	var wanted []byte
+	c.To, wanted, err = summarize(rc)
+	rc.Close()
+	if err != nil {
+		a.report(c)
+		return
+	}
+	mode := uint32(defaultFileMode)
+	switch {
+	case want.hasMode:
+		mode = want.mode
+	case cur != nil:
+		mode = cur.Mode & 0o7777
+	}
+	switch {
+	case cur != nil && cur.Mode&0o004 == 0:
+		c.Why = fmt.Sprintf("content differs (no diff: the file, mode %04o, is not world-readable)", cur.Mode&0o7777)
+	case mode&0o004 == 0:
+		c.Why = fmt.Sprintf("content differs (no diff: the file will have mode %04o, not world-readable)", mode)
+	case len(old) > maxDiffInput || len(wanted) > maxDiffInput:
+		c.Why = fmt.Sprintf("content differs (too large to diff: over %d KiB)", maxDiffInput>>10)
+	default:
+		diff, why := unifiedDiff(path, old, wanted)
+		switch {
+		case why == "binary":
+			c.Why = "binary content differs"
+		case why != "":
+			c.Why = "content differs (" + why + ")"
+		}
+		c.Diff = diff
+	}
+	a.report(c)
+}
+
+// summarize reads r to its end and returns "N bytes, sha256 H" and its
+// first maxDiffInput+1 bytes (enough to tell it is too large to diff).
+func summarize(r io.Reader) (string, []byte, error) {
+	h := sha256.New()
+	var head bytes.Buffer
+	n, err := io.Copy(io.MultiWriter(h, &capped{&head, maxDiffInput + 1}), r)
+	return fmt.Sprintf("%d bytes, sha256 %s", n, shortSum(h)), head.Bytes(), err
+}
+
+// capped keeps the first n bytes written to it and drops the rest.
+type capped struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.n - c.b.Len(); room > 0 {
+		c.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }

@@ -56,8 +56,6 @@ type spec struct {
 	source  string // cleaned; "" none
 	mode    uint32 // permission bits, with setuid, setgid, sticky
 	hasMode bool
-	uid     int // -1: not managed
-	gid     int // -1: not managed
 	recurse bool
 	purge   bool
 	force   bool
@@ -65,9 +63,9 @@ type spec struct {
 	warnings []string // parameters accepted but ignored
 }
 
-// Validate checks the parameters, and resolves owner and group names. It
-// reports every problem at once, each naming the parameter and what would
-// be valid.
+// Validate checks the parameters. It reports every problem at once, each
+// naming the parameter and what would be valid. Owner and group names are
+// resolved when applied (owner), so that a graph may create them.
 func (r *File) Validate() error {
 	s, err := r.parse()
 	if err != nil {
@@ -80,7 +78,7 @@ func (r *File) Validate() error {
 func (r *File) parse() (*spec, error) {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	s := &spec{uid: -1, gid: -1, recurse: r.Recurse, purge: r.Purge, force: r.Force}
+	s := &spec{recurse: r.Recurse, purge: r.Purge, force: r.Force}
 	warn := func(w string) { s.warnings = append(s.warnings, w) }
 
 	switch {
@@ -156,31 +154,17 @@ func (r *File) parse() (*spec, error) {
 		}
 		s.mode, s.hasMode = m, true
 	}
+	// Names are resolved by CheckApply, not here: the graph may create
+	// the user or group (an automatic edge runs it first).
 	if r.Owner != "" {
-		id, err := lookupID(r.Owner, func(name string) (string, error) {
-			u, err := user.Lookup(name)
-			if err != nil {
-				return "", err
-			}
-			return u.Uid, nil
-		})
-		if err != nil {
-			bad("owner: %q: %w: want a user name known on this host or a numeric uid", r.Owner, err)
+		if err := checkID(r.Owner); err != nil {
+			bad("owner: %q: %w: want a user name or a numeric uid", r.Owner, err)
 		}
-		s.uid = id
 	}
 	if r.Group != "" {
-		id, err := lookupID(r.Group, func(name string) (string, error) {
-			g, err := user.LookupGroup(name)
-			if err != nil {
-				return "", err
-			}
-			return g.Gid, nil
-		})
-		if err != nil {
-			bad("group: %q: %w: want a group name known on this host or a numeric gid", r.Group, err)
+		if err := checkID(r.Group); err != nil {
+			bad("group: %q: %w: want a group name or a numeric gid", r.Group, err)
 		}
-		s.gid = id
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -200,15 +184,54 @@ func parseMode(m string) (uint32, error) {
 	return uint32(v), nil
 }
 
-// lookupID turns a name or a number into a numeric id.
-func lookupID(s string, lookup func(string) (string, error)) (int, error) {
+// checkID refuses an owner or group that no lookup could resolve.
+func checkID(s string) error {
 	if strings.ContainsRune(s, 0) { // the C lookup would stop at the NUL: "root\x00x" is not root
-		return 0, errors.New("contains a NUL byte")
+		return errors.New("contains a NUL byte")
+	}
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil && n == 1<<32-1 {
+		return errors.New("-1 is not an id")
+	}
+	return nil
+}
+
+// owner resolves the owner and group of s as the host has them now: -1 for
+// what is not managed.
+func (r *File) owner() (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if r.Owner != "" {
+		uid, err = lookupID(r.Owner, func(name string) (string, error) {
+			u, err := user.Lookup(name)
+			if err != nil {
+				return "", err
+			}
+			return u.Uid, nil
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("owner: %q: %w: want a user name known on this host or a numeric uid (a user resource of the graph that creates it is applied first)", r.Owner, err)
+		}
+	}
+	if r.Group != "" {
+		gid, err = lookupID(r.Group, func(name string) (string, error) {
+			g, err := user.LookupGroup(name)
+			if err != nil {
+				return "", err
+			}
+			return g.Gid, nil
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("group: %q: %w: want a group name known on this host or a numeric gid (a group resource of the graph that creates it is applied first)", r.Group, err)
+		}
+	}
+	return uid, gid, nil
+}
+
+// lookupID turns a name or a number (checked by checkID) into a numeric id.
+func lookupID(s string, lookup func(string) (string, error)) (int, error) {
+	if err := checkID(s); err != nil {
+		return 0, err
 	}
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		if n == 1<<32-1 {
-			return 0, errors.New("-1 is not an id")
-		}
 		return int(n), nil
 	}
 	id, err := lookup(s)
@@ -336,16 +359,27 @@ func (r *File) Close() error { return nil }
 
 // UIDs names the path the resource manages: cleaned, without a trailing
 // "/", so that a directory x/ and a file x are one path with two owners,
-// refused when the graph is compiled.
+// refused when the graph is compiled. A file whose whole content it
+// manages (content, source, or absent) also owns that content, so that a
+// line resource on the same file is refused as a second owner.
 func (r *File) UIDs() []engine.UID {
 	if !filepath.IsAbs(r.Path) {
 		return nil
 	}
-	return []engine.UID{{Kind: "file", Key: filepath.Clean(r.Path)}}
+	p := filepath.Clean(r.Path)
+	uids := []engine.UID{{Kind: "file", Key: p}}
+	if r.State == StateAbsent || !strings.HasSuffix(r.Path, "/") && (r.Content != nil || r.Source != "") {
+		uids = append(uids, engine.UID{Kind: ContentUID, Key: p})
+	}
+	return uids
 }
 
+// ContentUID is the UID kind of a file's whole content.
+const ContentUID = "content"
+
 // AutoEdges asks for an edge from the nearest managed directory above the
-// path, and from the resource managing the source, if any.
+// path, from the user and group resources of its owner and group, and from
+// the resource managing the source, if any.
 func (r *File) AutoEdges(context.Context) ([]engine.AutoEdge, error) {
 	if !filepath.IsAbs(r.Path) {
 		return nil, nil
@@ -359,6 +393,12 @@ func (r *File) AutoEdges(context.Context) ([]engine.AutoEdge, error) {
 	var edges []engine.AutoEdge
 	if len(up) > 0 {
 		edges = append(edges, engine.AutoEdge{UIDs: up})
+	}
+	if r.Owner != "" {
+		edges = append(edges, engine.AutoEdge{UIDs: []engine.UID{{Kind: "user", Key: r.Owner}}})
+	}
+	if r.Group != "" {
+		edges = append(edges, engine.AutoEdge{UIDs: []engine.UID{{Kind: "group", Key: r.Group}}})
 	}
 	if filepath.IsAbs(r.Source) {
 		src := filepath.Clean(r.Source)

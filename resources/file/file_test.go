@@ -550,8 +550,11 @@ func TestValidate(t *testing.T) {
 		{File{Path: "/etc/motd", Mode: "999"}, `mode: "999" is invalid: want 3 or 4 octal digits, e.g. "0644" or "2775"`},
 		{File{Path: "/etc/motd", Mode: "rw-r--r--"}, `mode: "rw-r--r--" is invalid: want 3 or 4 octal digits, e.g. "0644" or "2775"`},
 		{File{Path: "/etc/motd", Mode: "17777"}, `mode: "17777" is invalid: want 3 or 4 octal digits, e.g. "0644" or "2775"`},
-		{File{Path: "/etc/motd", Owner: "no-such-user-here"}, `owner: "no-such-user-here": unknown on this host: want a user name known on this host or a numeric uid`},
-		{File{Path: "/etc/motd", Group: "no-such-group-here"}, `group: "no-such-group-here": unknown on this host: want a group name known on this host or a numeric gid`},
+		// Names are resolved when applied: the graph may create them.
+		{File{Path: "/etc/motd", Owner: "no-such-user-here"}, ""},
+		{File{Path: "/etc/motd", Group: "no-such-group-here"}, ""},
+		{File{Path: "/etc/motd", Owner: "4294967295", Group: "a\x00b"}, `owner: "4294967295": -1 is not an id: want a user name or a numeric uid` + "\n" +
+			`group: "a\x00b": contains a NUL byte: want a group name or a numeric gid`},
 		{File{Path: "/", State: StateAbsent, Force: true}, "path: / cannot be removed, purged or forced: want a directory below it"},
 		{File{Path: "/", Source: "/srv", Recurse: true, Purge: true}, "path: / cannot be removed, purged or forced: want a directory below it"},
 		{File{Path: "/", Mode: "0755"}, ""},
@@ -674,7 +677,9 @@ func TestCollect(t *testing.T) {
 		{File{Path: "/etc/hosts", Source: "/etc/shadow"}, "/tmp/in", ""},
 		{File{Path: "/bin/sh", Content: ptr("x"), Mode: "4755"}, "/tmp/in", ""},
 		{File{Path: "/bin/sh", Content: ptr("x"), Mode: "2755"}, "/tmp/in", ""},
-		{File{Path: "/etc/x", Content: ptr("x"), Owner: "no-such-user-here"}, "/tmp/in", ""},
+		// Resolved when applied, as a local file's owner is: the
+		// collecting graph may create the user.
+		{File{Path: "/etc/x", Content: ptr("x"), Owner: "no-such-user-here"}, "/tmp/in", "/tmp/in/x"},
 	}
 	for _, tt := range tests {
 		res, err := tt.res.Collect(tt.pattern)
@@ -765,4 +770,46 @@ func sumFile(t *testing.T, p string) string {
 	_, err = io.Copy(h, f)
 	must(t, err)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// An owner or group unknown when the graph is parsed is accepted, resolved
+// when applied (the check reports it missing, naming the parameter), and
+// orders the file after the user and group resources that would create
+// them.
+func TestOwnerResolvedWhenApplied(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	for _, tt := range []struct {
+		res  File
+		want string
+	}{
+		{File{Path: path, Owner: "no-such-user-here"}, `owner: "no-such-user-here": unknown on this host: want a user name known on this host or a numeric uid (a user resource of the graph that creates it is applied first)`},
+		{File{Path: path, Group: "no-such-group-here"}, `group: "no-such-group-here": unknown on this host: want a group name known on this host or a numeric gid (a group resource of the graph that creates it is applied first)`},
+	} {
+		r := tt.res
+		if err := r.Validate(); err != nil {
+			t.Fatalf("Validate: %v", err)
+		}
+		_, err := r.CheckApply(context.Background(), false)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("CheckApply = %v, want %s", err, tt.want)
+		}
+		if !errors.Is(err, errUnknown) {
+			t.Errorf("CheckApply's error does not wrap errUnknown: %v", err)
+		}
+	}
+	r := File{Path: "/srv/x", Owner: "www", Group: "web"}
+	edges, err := r.AutoEdges(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []engine.UID
+	for _, e := range edges {
+		if !e.Before && len(e.UIDs) == 1 && e.UIDs[0].Kind != "file" {
+			got = append(got, e.UIDs[0])
+		}
+	}
+	want := []engine.UID{{Kind: "user", Key: "www"}, {Kind: "group", Key: "web"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("owner edges %v, want %v", got, want)
+	}
 }

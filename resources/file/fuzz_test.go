@@ -24,7 +24,8 @@ func init() {
 
 // FuzzValidate: Validate never panics, and what it accepts is usable: an
 // absolute clean path, no content for a directory, a mode within 07777;
-// one UID, the path's; no automatic edge to itself; and Collect either
+// one UID, the path's (and a second, its content's, when it manages all
+// of it); no automatic edge to itself; and Collect either
 // refuses with ErrCollect or returns a valid file placed directly in the
 // pattern directory, with no source and no setuid or setgid bit.
 func FuzzValidate(f *testing.F) {
@@ -77,7 +78,9 @@ func FuzzValidate(f *testing.F) {
 			t.Fatalf("accepted removing, purging or forcing /")
 		}
 		uids := r.UIDs()
-		if len(uids) != 1 || uids[0] != (engine.UID{Kind: "file", Key: s.path}) {
+		wholeContent := s.absent || !s.dir && (s.hasCont || r.Source != "")
+		if len(uids) == 0 || uids[0] != (engine.UID{Kind: "file", Key: s.path}) ||
+			wholeContent != (len(uids) == 2) || len(uids) == 2 && uids[1] != (engine.UID{Kind: ContentUID, Key: s.path}) {
 			t.Fatalf("%q: UIDs %v", path, uids)
 		}
 		edges, err := r.AutoEdges(t.Context())

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/fswatch"
 	"github.com/mgmtconfig/mgmt/resources/restest"
 )
@@ -16,8 +17,16 @@ import (
 // fleet is n file resources spread over dirs directories under root, the
 // shape of the scale test and the benchmarks.
 type fleet struct {
-	root string
-	res  []*File
+	root   string
+	res    []*File
+	record bool // each check reports to a recorder, as under the engine
+	recCtx map[*File]context.Context
+}
+
+// recordingCtx is r's context with a recorder: made once per resource, as
+// the engine makes one per vertex.
+func (f *fleet) recordingCtx(r *File) context.Context {
+	return f.recCtx[r]
 }
 
 func newFleet(tb testing.TB, n, dirs int) *fleet {
@@ -34,6 +43,10 @@ func newFleet(tb testing.TB, n, dirs int) *fleet {
 		}
 		r.log = quiet
 		f.res = append(f.res, r)
+	}
+	f.recCtx = make(map[*File]context.Context, n)
+	for _, r := range f.res {
+		f.recCtx[r] = engine.WithRecorder(context.Background(), &restest.Recorder{})
 	}
 	return f
 }
@@ -53,7 +66,11 @@ func (f *fleet) checkAll(tb testing.TB, apply bool, workers int) int {
 		go func() {
 			defer wg.Done()
 			for r := range next {
-				c, err := r.CheckApply(context.Background(), apply)
+				ctx := context.Background()
+				if f.record {
+					ctx = f.recordingCtx(r)
+				}
+				c, err := r.CheckApply(ctx, apply)
 				if c || err != nil {
 					mu.Lock()
 					if c {

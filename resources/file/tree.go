@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/mgmtconfig/mgmt/engine"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,9 +51,13 @@ func (a *applier) treeDir(src, dst string, uid, gid int, purge bool) (bool, erro
 		}
 		want := attrs{mode: st.Mode & 0o7777, hasMode: true, uid: uid, gid: gid}
 		var c bool
+		ent := &treeEntry{}
+		a.entry = ent
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
 			c, err = a.dir(dp, want)
+			a.entry = nil
+			a.reportEntry(dp, ent, "with what it holds")
 			if err == nil && (a.apply || !c) {
 				var cc bool
 				cc, err = a.treeDir(sp, dp, uid, gid, purge)
@@ -62,9 +68,14 @@ func (a *applier) treeDir(src, dst string, uid, gid int, purge bool) (bool, erro
 		case unix.S_IFLNK:
 			c, err = a.link(sp, dp)
 		default:
+			a.entry = nil
 			a.log.Debug("special file in the source not copied", "path", sp)
 			delete(keep, e.Name())
 			continue
+		}
+		if a.entry != nil {
+			a.entry = nil
+			a.reportEntry(dp, ent, "")
 		}
 		changed = changed || c
 		if err != nil {
@@ -81,15 +92,16 @@ func (a *applier) treeDir(src, dst string, uid, gid int, purge bool) (bool, erro
 				continue
 			}
 			changed = true
+			p := filepath.Join(dst, e.Name())
+			a.report(engine.Change{Property: p, From: typeName(e.Type()), To: "absent", Why: "purged: not in the source"})
 			if !a.apply {
 				continue
 			}
-			p := filepath.Join(dst, e.Name())
 			if err := os.RemoveAll(p); err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			a.log.Info("purged: not in the source", "path", p)
+			a.log.Debug("purged: not in the source", "path", p)
 		}
 	}
 	return changed, errors.Join(errs...)
@@ -117,6 +129,16 @@ func (a *applier) link(src, dst string) (bool, error) {
 		}
 		replaceDir = true
 	}
+	c := engine.Change{Property: "target", From: "", To: target}
+	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		c.From, _ = os.Readlink(dst)
+	case st.Mode != 0:
+		a.report(engine.Change{Property: "state", From: typeName(fileMode(st.Mode)), To: "symbolic link"})
+	default:
+		a.report(engine.Change{Property: "state", From: "absent", To: "symbolic link"})
+	}
+	a.report(c)
 	if !a.apply {
 		return true, nil
 	}
@@ -134,6 +156,20 @@ func (a *applier) link(src, dst string) (bool, error) {
 		_ = unix.Unlink(tmp)
 		return false, pathErr("rename", dst, err)
 	}
-	a.log.Info("symbolic link set", "path", dst, "target", target)
+	a.log.Debug("symbolic link set", "path", dst, "target", target)
 	return true, syncDir(filepath.Dir(dst))
+}
+
+// reportEntry reports one entry of a tree: added, or changed with the
+// properties that differ (what, for a directory added, follows).
+func (a *applier) reportEntry(path string, e *treeEntry, addedDir string) {
+	switch {
+	case len(e.props) == 0:
+	case e.added && addedDir != "":
+		a.report(engine.Change{Property: path, From: "absent", To: "directory", Why: "added, " + addedDir})
+	case e.added:
+		a.report(engine.Change{Property: path, From: "absent", Why: "added"})
+	default:
+		a.report(engine.Change{Property: path, Why: "changed: " + strings.Join(e.props, ", ")})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/resources/pkg/packagekit"
 )
 
@@ -183,8 +184,8 @@ func (r *Pkg) CheckApply(ctx context.Context, apply bool) (bool, error) {
 		}
 		return false, nil
 	}
+	pl.report(ctx)
 	if !apply {
-		r.logPlan(pl)
 		return !pl.onlyMissing(), r.notFound(ctx, c, pl.missing)
 	}
 	return r.apply(ctx, c, pl)
@@ -194,13 +195,26 @@ func (p *plan) onlyMissing() bool {
 	return len(p.remove)+len(p.install)+len(p.update)+len(p.version) == 0
 }
 
-func (r *Pkg) logPlan(pl *plan) {
+// report reports each package the plan would change: its name, the
+// version installed (or "absent") and the one PackageKit would install
+// (or "absent"), and what that is.
+func (p *plan) report(ctx context.Context) {
 	for _, s := range []struct {
-		what string
-		ts   []target
-	}{{"remove", pl.remove}, {"install", pl.install}, {"update", pl.update}, {"install version", pl.version}} {
-		if len(s.ts) > 0 {
-			r.logger().Info("noop: would "+s.what, "packages", ids(s.ts))
+		why string
+		ts  []target
+	}{{"remove", p.remove}, {"install", p.install}, {"upgrade", p.update}, {"install version", p.version}} {
+		for _, t := range s.ts {
+			c := engine.Change{Property: "package " + t.p.name, From: t.from, To: packagekit.Package{ID: t.id}.Version(), Why: s.why}
+			if s.why == "remove" {
+				c.To = ""
+			}
+			if c.From == "" {
+				c.From = "absent"
+			}
+			if c.To == "" {
+				c.To = "absent"
+			}
+			engine.Changed(ctx, c)
 		}
 	}
 }

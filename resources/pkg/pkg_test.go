@@ -192,4 +192,25 @@ func TestMakePlan(t *testing.T) {
 			t.Errorf("%s: %q, want %q", c.what, c.got, c.want)
 		}
 	}
+	rec := &changeRec{}
+	pl.report(engine.WithRecorder(context.Background(), rec))
+	var got []string
+	for _, c := range rec.cs {
+		got = append(got, fmt.Sprintf("%s: %s -> %s (%s)", c.Property, c.From, c.To, c.Why))
+	}
+	want := []string{
+		"package have: 1.0 -> absent (remove)",
+		"package missing: absent -> 1.0 (install)",
+		"package missing: absent -> 1.0 (install)",
+		"package old: 1.0 -> 2.0 (upgrade)",
+		"package ver: 2.0 -> 1.0 (install version)",
+		"package other: absent -> 3.0 (install version)",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("reported\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }
+
+type changeRec struct{ cs []engine.Change }
+
+func (r *changeRec) Record(c engine.Change) { r.cs = append(r.cs, c) }

@@ -4,7 +4,9 @@ package restest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -53,6 +55,9 @@ type Drift struct {
 //     the drift is then reported by CheckApply(false), left alone by it,
 //     repaired by CheckApply(true) back to the applied state, and a further
 //     CheckApply has nothing to do;
+//   - every CheckApply that reports a change has reported (engine.Changed)
+//     at least one engine.Change naming its property, and one that
+//     reports none has reported no change;
 //   - Watch returns once its context ends, and Close succeeds.
 func Run(t *testing.T, c Case) {
 	t.Helper()
@@ -73,7 +78,7 @@ func Run(t *testing.T, c Case) {
 
 	check := func(step string, apply, wantChanged bool) {
 		t.Helper()
-		changed, err := res.CheckApply(ctx, apply)
+		changed, err := CheckApply(t, res, apply)
 		if err != nil {
 			t.Fatalf("%s: CheckApply(apply=%v): %v", step, apply, err)
 		}
@@ -269,7 +274,13 @@ func Loop(tb testing.TB, res engine.Res, report func(changed bool, err error)) {
 				return
 			case <-ev.dirty:
 			}
-			changed, err := res.CheckApply(ctx, true)
+			rec := &Recorder{}
+			changed, err := res.CheckApply(engine.WithRecorder(ctx, rec), true)
+			if err == nil {
+				if rerr := CheckReported(changed, rec.Changes()); rerr != nil {
+					tb.Errorf("CheckApply: %v", rerr)
+				}
+			}
 			if ctx.Err() != nil {
 				return
 			}
@@ -288,4 +299,69 @@ func Loop(tb testing.TB, res engine.Res, report func(changed bool, err error)) {
 			tb.Errorf("Close: %v", err)
 		}
 	})
+}
+
+// Recorder collects the changes CheckApply reports.
+type Recorder struct {
+	mu sync.Mutex // guards cs
+	cs []engine.Change
+}
+
+// Record implements engine.Recorder.
+func (r *Recorder) Record(c engine.Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cs = append(r.cs, c)
+}
+
+// Changes returns what was recorded.
+func (r *Recorder) Changes() []engine.Change {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]engine.Change(nil), r.cs...)
+}
+
+// CheckApply calls res.CheckApply with a recorder and checks how it
+// reported: a change comes with at least one engine.Change, each naming
+// its property; no change, with none. A kind that breaks this fails tb.
+func CheckApply(tb testing.TB, res engine.Res, apply bool) (bool, error) {
+	tb.Helper()
+	rec := &Recorder{}
+	changed, err := res.CheckApply(engine.WithRecorder(tb.Context(), rec), apply)
+	if err != nil {
+		return changed, err
+	}
+	if err := CheckReported(changed, rec.Changes()); err != nil {
+		tb.Errorf("CheckApply(apply=%v): %v", apply, err)
+	}
+	return changed, nil
+}
+
+// CheckReported is the rule CheckApply enforces, for a kind's own tests.
+func CheckReported(changed bool, cs []engine.Change) error {
+	switch {
+	case changed && len(cs) == 0:
+		return errors.New("reported a change but no engine.Change: call engine.Changed(ctx, ...) once per property that differs")
+	case !changed && len(cs) > 0:
+		return fmt.Errorf("reported no change but engine.Changed %d times (%+v)", len(cs), cs)
+	}
+	for _, c := range cs {
+		if c.Property == "" {
+			return fmt.Errorf("an engine.Change with no Property: %+v", c)
+		}
+	}
+	return nil
+}
+
+// ReportLatency reports the median and the 99th percentile (the maximum
+// with fewer than 100 samples) of repair latencies, in milliseconds, as
+// the metrics p50-ms and p99-ms.
+func ReportLatency(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
 }

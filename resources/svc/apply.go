@@ -11,6 +11,7 @@ import (
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/mgmtconfig/mgmt/engine"
 )
 
 // Errors to match with errors.Is.
@@ -140,6 +141,9 @@ func (r *Svc) CheckApply(ctx context.Context, apply bool) (changed bool, err err
 		switch {
 		case !apply:
 			changed = st.needReload
+			if changed {
+				engine.Changed(ctx, engine.Change{Property: "unit file", Why: "changed on disk: systemd would reload its units"})
+			}
 		case r.reloaded:
 			// Reloaded once already for this, in vain: no more, or every
 			// svc would reload in a loop on each other's Reloading signal.
@@ -148,6 +152,7 @@ func (r *Svc) CheckApply(ctx context.Context, apply bool) (changed bool, err err
 			if notFound {
 				why = "it is not found"
 			}
+			engine.Changed(ctx, engine.Change{Property: "unit file", Why: why + ": systemd reloads its units"})
 			if err := r.daemonReload(ctx, b, why); err != nil {
 				return false, err
 			}
@@ -193,8 +198,8 @@ func (r *Svc) CheckApply(ctx context.Context, apply bool) (changed bool, err err
 			break
 		}
 		changed = true
+		engine.Changed(ctx, engine.Change{Property: "state", From: st.active + "/" + st.sub, To: StateRunning, Why: "start"})
 		if !apply {
-			r.logger().Info("would start", "state", st.active, "substate", st.sub)
 			break
 		}
 		t0 := time.Now()
@@ -217,8 +222,8 @@ func (r *Svc) CheckApply(ctx context.Context, apply bool) (changed bool, err err
 			return changed, nil // inactive or failed: not running
 		}
 		changed = true
+		engine.Changed(ctx, engine.Change{Property: "state", From: st.active + "/" + st.sub, To: StateStopped, Why: "stop"})
 		if !apply {
-			r.logger().Info("would stop", "state", st.active, "substate", st.sub)
 			break
 		}
 		t0 := time.Now()
@@ -290,8 +295,8 @@ func (r *Svc) checkStartup(ctx context.Context, b *bus, apply bool) (bool, error
 		case "static", "generated", "transient", "alias", "bad", "masked", "masked-runtime":
 			return false, &UnitError{Unit: r.unit, Err: ErrCannotEnable, Detail: enableHint(state)}
 		}
+		engine.Changed(ctx, engine.Change{Property: "startup", From: state, To: StartupEnabled, Why: "enable"})
 		if !apply {
-			r.logger().Info("would enable", "unit_file_state", state)
 			return true, nil
 		}
 		carries, changes, err := r.enable(ctx, b)
@@ -308,8 +313,8 @@ func (r *Svc) checkStartup(ctx context.Context, b *bus, apply bool) (bool, error
 		if !enabled {
 			return false, nil
 		}
+		engine.Changed(ctx, engine.Change{Property: "startup", From: state, To: StartupDisabled, Why: "disable"})
 		if !apply {
-			r.logger().Info("would disable", "unit_file_state", state)
 			return true, nil
 		}
 		var changes []sddbus.DisableUnitFileChange
@@ -559,6 +564,7 @@ func (r *Svc) Refresh(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	done := map[string]string{RefreshRestart: "restarted", RefreshTryRestart: "restarted", RefreshReload: "reloaded"}[op]
+	engine.Changed(ctx, engine.Change{Property: "state", From: st.active + "/" + st.sub, To: done, Why: op + " on refresh"})
 	r.logger().Info(done, "why", "refresh", "action", op, "took", time.Since(t0).Round(time.Microsecond))
 	return true, nil
 }

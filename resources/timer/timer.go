@@ -101,6 +101,7 @@ func (t *Timer) CheckApply(ctx context.Context, apply bool) (bool, error) {
 		return false, nil
 	}
 	t.last = fired
+	engine.Changed(ctx, engine.Change{Property: "fired", To: fired.Format(time.RFC3339Nano), Why: fmt.Sprintf("every %v", t.period())})
 	return true, nil
 }
 

@@ -41,17 +41,17 @@ edges:
 }
 
 // fleetStatus runs `mgmt status --json` and returns the records by host.
-func fleetStatus(t *testing.T, seed string) map[string]deploy.Status {
+func fleetStatus(t *testing.T, seed string) map[string]deploy.HostStatus {
 	t.Helper()
 	out, errOut, code := mgmt(t, "", "status", "--json", "--seeds", seed)
 	if code != 0 {
 		t.Fatalf("mgmt status: exit %d: %s", code, errOut)
 	}
-	var all []deploy.Status
+	var all []deploy.HostStatus
 	if err := json.Unmarshal([]byte(out), &all); err != nil {
 		t.Fatalf("mgmt status --json: %v\n%s", err, out)
 	}
-	m := map[string]deploy.Status{}
+	m := map[string]deploy.HostStatus{}
 	for _, s := range all {
 		m[s.Host] = s
 	}

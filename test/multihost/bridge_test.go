@@ -153,7 +153,15 @@ func startDemo(t *testing.T) (context.Context, []*demoHost, *dirLog) {
 	if _, err := log.waitHolds(demoWant(hosts, nil), 60*time.Second); err != nil {
 		t.Fatalf("the demo did not converge: %v", err)
 	}
-	t.Logf("b and c joined and all three hosts converged in %v", time.Since(started).Round(time.Millisecond))
+	t.Logf("b and c started; all three hosts converged in %v", time.Since(started).Round(time.Millisecond))
+	// The exchange does not wait for b and c to be etcd members (they join
+	// in the background, one after the other); the cuts below need all
+	// three voting, so that the two hosts left connected are a majority.
+	wait.For(t, 45*time.Second, "all three hosts voting etcd members", func() bool {
+		v, err := voters(ctx, hosts[0])
+		return err == nil && slices.Equal(v, []string{"a", "b", "c"})
+	})
+	t.Logf("all three hosts voting etcd members %v after b and c started", time.Since(started).Round(time.Millisecond))
 	wantA := "f1a f2a f3a f3b f3c f4a f4b f4c"
 	if got, err := lsHost(ctx, hosts[0]); got != wantA || err != nil {
 		t.Errorf("ls %s on a: %q (%v), want %q", hosts[0].dir(), got, err, wantA)
@@ -329,6 +337,33 @@ func memberLeader(ctx context.Context, d *demoHost) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("leader %s of %s not among the members %s", s.Leader, d.name, out)
+}
+
+// voters returns the names of the voting members, sorted, from d's view.
+func voters(ctx context.Context, d *demoHost) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	out, err := d.h.Run(ctx, "curl", "-sS", "--max-time", "2", "-X", "POST", "-d", "{}", d.clientURL()+"/v3/cluster/member/list")
+	if err != nil {
+		return nil, err
+	}
+	var ml struct {
+		Members []struct {
+			Name      string `json:"name"`
+			IsLearner bool   `json:"isLearner"`
+		} `json:"members"`
+	}
+	if err := json.Unmarshal(out, &ml); err != nil {
+		return nil, fmt.Errorf("member list from %s: %w: %s", d.name, err, out)
+	}
+	var names []string
+	for _, m := range ml.Members {
+		if m.Name != "" && !m.IsLearner {
+			names = append(names, m.Name)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // lsHost lists d's directory with ls inside the host.
