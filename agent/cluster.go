@@ -373,7 +373,7 @@ func (c *cluster) publisher(ctx context.Context) {
 func (c *cluster) close(ctx context.Context) {
 	c.cancel()
 	<-c.published // Publish returns as soon as its context ends
-	c.bg.Wait() // the status lease revoked: the host stopped
+	c.bg.Wait()   // the status lease revoked: the host stopped
 	if c.depool != nil {
 		<-c.depool.done
 	}
