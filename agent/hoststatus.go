@@ -28,13 +28,14 @@ type hostStatus struct {
 	settled bool                    // converged since the last swap: a change now is a drift
 	pub     *deploy.StatusPublisher // nil until the cluster is up
 	depool  *depool                 // nil until the cluster is up
-	// converged is ready (one slot) once the engine converged: the
-	// depool follower may repool the host.
-	converged chan struct{}
+	// moved is ready (one slot) once the engine converged or a deploy
+	// was swapped in (one whose graph is the running one's changes
+	// nothing): the depool follower may repool the host.
+	moved chan struct{}
 }
 
 func newHostStatus(next engine.Observer, version string) *hostStatus {
-	return &hostStatus{next: next, version: version, converged: make(chan struct{}, 1)}
+	return &hostStatus{next: next, version: version, moved: make(chan struct{}, 1)}
 }
 
 // Checked counts a change made after the graph had converged (since the
@@ -59,12 +60,16 @@ func (h *hostStatus) Converged(converged bool) {
 		h.mu.Lock()
 		h.settled = true
 		h.mu.Unlock()
-		select {
-		case h.converged <- struct{}{}:
-		default:
-		}
+		h.poke()
 	}
 	h.notify()
+}
+
+func (h *hostStatus) poke() {
+	select {
+	case h.moved <- struct{}{}:
+	default:
+	}
 }
 
 func (h *hostStatus) notify() {
@@ -96,6 +101,7 @@ func (h *hostStatus) swapping(m *deploy.Meta) {
 		h.running, h.err = *m, ""
 	}
 	h.mu.Unlock()
+	h.poke()
 	h.notify()
 }
 
@@ -173,7 +179,7 @@ func (h *hostStatus) followDepool(ctx context.Context, st *deploy.Store, host st
 			return
 		case <-dp.changed:
 			h.notify()
-		case <-h.converged:
+		case <-h.moved:
 		}
 		on := dp.number()
 		if on == 0 {

@@ -226,12 +226,31 @@ func TestFleetFromCluster(t *testing.T) {
 		t.Errorf("mgmt status does not say why h5 is invalid:\n%s", text)
 	}
 
+	// A rollout depools h3 on deploy 3: its status says so; a later deploy
+	// it converges on brings it back (it deletes the key itself).
+	cli, err := etcd.Connect(context.Background(), etcd.ClientConfig{Endpoints: []string{seed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	depoolKey := cli.Namespace() + "deploy/depool/h3"
+	if _, err := cli.Raw().Put(context.Background(), depoolKey, fmt.Sprint(d3)); err != nil {
+		t.Fatal(err)
+	}
+	wait.Until(t, 10*time.Second, func() bool { return fleetStatus(t, seed)["h3"].State == deploy.StateDepooled },
+		func() string { return "h3 depooled:\n" + statusText() })
+	d4 := deployed("zones again")
+	wait.Until(t, 20*time.Second, onDeploy(d4, "h1", "h2", "h3", "h4"), func() string { return "h1-h4 on deploy 4, h3 repooled:\n" + statusText() })
+	if resp, err := cli.Raw().Get(context.Background(), depoolKey); err != nil || len(resp.Kvs) != 0 {
+		t.Errorf("h3's depool key still there after it converged on deploy %d (%v)", d4, err)
+	}
+
 	// A host killed shows as lost once its lease expires.
 	agents["h2"].cmd.Process.Kill()
 	agents["h2"].wait(t, 5*time.Second)
 	wait.Until(t, deploy.StatusTTL+10*time.Second, func() bool {
 		s := fleetStatus(t, seed)["h2"]
-		return s.State == deploy.StateLost && s.LastState == deploy.StateConverged && s.Deploy == d3
+		return s.State == deploy.StateLost && s.LastState == deploy.StateConverged && s.Deploy == d4
 	}, func() string { return "h2 lost:\n" + statusText() })
 	t.Logf("mgmt status with h2 killed:\n%s", statusText())
 
@@ -249,7 +268,7 @@ func TestFleetFromCluster(t *testing.T) {
 	h4 := start(t, args["h4"]...)
 	wait.For(t, 10*time.Second, "h4 converged on its cached deploy", func() bool {
 		return readFile(filepath.Join(out, "h4", "zone")) == "z1\n" &&
-			strings.Contains(h4.out.String(), fmt.Sprintf(`msg="running the cached deploy" deploy=%d`, d3))
+			strings.Contains(h4.out.String(), fmt.Sprintf(`msg="running the cached deploy" deploy=%d`, d4))
 	})
 }
 
