@@ -173,6 +173,7 @@ func (h *hostStatus) publish(ctx context.Context, wg *sync.WaitGroup, c *etcd.Cl
 // newer than the one it was depooled on: a later good deploy brings it
 // back.
 func (h *hostStatus) followDepool(ctx context.Context, st *deploy.Store, host string, dp *depool, log *slog.Logger) {
+	var again <-chan time.Time // on a newer deploy, not converged yet: look again soon
 	for {
 		select {
 		case <-ctx.Done():
@@ -180,16 +181,25 @@ func (h *hostStatus) followDepool(ctx context.Context, st *deploy.Store, host st
 		case <-dp.changed:
 			h.notify()
 		case <-h.moved:
+		case <-again:
 		}
+		again = nil
 		on := dp.number()
 		if on == 0 {
 			continue
 		}
 		s := h.snapshot()
+		if s.Deploy <= on {
+			continue
+		}
 		h.mu.Lock()
 		eng := h.eng
 		h.mu.Unlock()
-		if eng == nil || !eng.State().Converged || s.Deploy <= on {
+		// The engine may be busy a moment with a graph that changes
+		// nothing, too briefly for the tracker to say so: do not wait
+		// for a convergence that will not be told.
+		if eng == nil || !eng.State().Converged {
+			again = time.After(200 * time.Millisecond)
 			continue
 		}
 		if _, err := st.Repool(ctx, host, s.Deploy); err != nil && ctx.Err() == nil {
