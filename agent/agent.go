@@ -39,6 +39,9 @@ type Config struct {
 	ConvergedTimeout time.Duration
 	// Watch reloads the graph when File changes.
 	Watch bool
+	// FromCluster runs the deploys meant for this host (File unused): see
+	// fromcluster.go.
+	FromCluster bool
 	// Graphviz, when set, receives the compiled graph as DOT each time one
 	// is built; with GraphvizFilter "dot" it is also rendered to Graphviz+".png".
 	Graphviz       string
@@ -151,6 +154,8 @@ type runner struct {
 	watch   *exportsWatch    // other hosts' exports of the kinds yg collects; nil: none
 	snap    []etcd.Export    // the newest snapshot watch delivered
 	window  time.Duration    // see rebuildWindow
+	status  *hostStatus      // this host's status record; the engine's observer
+	fc      *fromCluster     // nil unless cfg.FromCluster
 }
 
 // Run loads cfg.File and runs it until ctx ends or the converged timeout
@@ -163,6 +168,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.FromCluster {
+		cfg.File, cfg.Watch = DeployGraph(cfg.Prefix), false
+	}
 	if abs, err := filepath.Abs(cfg.File); err == nil {
 		cfg.File = abs
 	}
@@ -170,7 +178,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		cfg.StopTimeout = DefaultStopTimeout
 	}
 	started := time.Now()
-	r := &runner{cfg: cfg, log: log, window: rebuildWindow}
+	r := &runner{cfg: cfg, log: log, window: rebuildWindow, status: newHostStatus(nil, cfg.Version)}
+	if cfg.FromCluster {
+		r.fc = &fromCluster{root: filepath.Dir(filepath.Dir(cfg.File)), events: make(chan fcEvent)}
+	}
 	defer func() {
 		if cfg.Report == "" {
 			return
@@ -179,11 +190,16 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			log.Error("report", "file", cfg.Report, "err", werr)
 		}
 	}()
-	data, err := readGraph(cfg.File)
-	if err != nil {
+	var data []byte
+	var yg *yamlgraph.Graph
+	var g *engine.Graph
+	if r.fc != nil {
+		data, yg, g, err = r.firstGraph(ctx)
+	} else if data, err = readGraph(cfg.File); err != nil {
 		return &InvalidError{err}
+	} else {
+		yg, g, err = r.build(ctx, data)
 	}
-	yg, g, err := r.build(ctx, data)
 	if err != nil {
 		return err
 	}
@@ -207,7 +223,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		r.metrics = ms
 		cfg.Observer = ms
 	}
-	if cfg.Cluster.wanted() || needsCluster(yg) {
+	if r.fc != nil && r.source != nil {
+		// The cached deploy runs at once; the cluster is reached beside it.
+		r.rejoin(runCtx)
+	} else if r.fc != nil || cfg.Cluster.wanted() || needsCluster(yg) {
 		if err := r.startCluster(runCtx, yg); err != nil {
 			return err
 		}
@@ -216,11 +235,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}
 
+	r.status.next = cfg.Observer
 	r.eng = engine.New(engine.Config{
 		Hostname: cfg.Hostname, Prefix: cfg.Prefix, Logger: log,
-		Noop: cfg.Noop, ConvergedTimeout: cfg.ConvergedTimeout, Observer: cfg.Observer, Out: cfg.Out,
+		Noop: cfg.Noop, ConvergedTimeout: cfg.ConvergedTimeout, Observer: r.status, Out: cfg.Out,
 		StopTimeout: min(engineStopTimeout, cfg.StopTimeout*3/4),
 	})
+	r.status.setEngine(r.eng)
 	var fileChanged <-chan struct{}
 	if cfg.Watch {
 		ch, stop, err := watchFile(cfg.File)
@@ -249,6 +270,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 func (r *runner) stop(deadline time.Time) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	if r.fc != nil {
+		r.fc.wg.Wait() // rejoin: ends with the run's context
+	}
 	var wg sync.WaitGroup
 	if r.metrics != nil {
 		wg.Go(func() {
@@ -278,11 +302,17 @@ func HostData(ctx context.Context, cfg Config) (*facts.Data, error) {
 // build (an address may have changed), merges in the collected resources,
 // then compiles.
 func (r *runner) build(ctx context.Context, data []byte) (*yamlgraph.Graph, *engine.Graph, error) {
+	return r.buildAs(ctx, r.cfg.File, data)
+}
+
+// buildAs is build of data as the graph file named file (where its
+// relative paths start).
+func (r *runner) buildAs(ctx context.Context, file string, data []byte) (*yamlgraph.Graph, *engine.Graph, error) {
 	host, err := HostData(ctx, r.cfg)
 	if err != nil {
 		return nil, nil, &InvalidError{err}
 	}
-	yg, err := yamlgraph.ParseWith(r.cfg.File, data, yamlgraph.Options{Host: host})
+	yg, err := yamlgraph.ParseWith(file, data, yamlgraph.Options{Host: host})
 	if err != nil {
 		return nil, nil, &InvalidError{err}
 	}
@@ -318,6 +348,7 @@ func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}) {
 	)
 	for {
 		data, fromFile := r.source, false
+		var pending *staged // a deploy whose files are in place, its graph not yet swapped in
 		select {
 		case <-ctx.Done():
 			return
@@ -341,6 +372,12 @@ func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}) {
 				continue
 			}
 			r.snap, remoteDirty = snap, true
+		case ev := <-r.fcEvents():
+			s, ok := r.onFromCluster(ctx, ev)
+			if !ok {
+				continue
+			}
+			data, fromFile, pending = s.data, true, s
 		case <-wait:
 			wait = nil
 		case <-retry:
@@ -364,6 +401,7 @@ func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}) {
 		yg, g, err := r.build(ctx, data)
 		if err != nil {
 			r.log.Error("new graph refused: still running the previous one", "file", r.cfg.File, "err", err)
+			r.unstage(pending, err)
 			continue
 		}
 		if !bytes.Equal(data, r.source) {
@@ -381,7 +419,12 @@ func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}) {
 		if !fromFile {
 			r.log.Debug("other hosts' exports changed: swapping graphs", "exports", len(r.snap))
 		}
+		r.status.swapping(pending.record())
 		r.eng.Swap(g)
+		if pending != nil {
+			r.log.Info("deploy swapped in", "deploy", pending.meta.Number)
+		}
+		pending.answer(nil)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/mgmtconfig/mgmt/engine"
@@ -62,6 +63,7 @@ type cluster struct {
 	published chan struct{}      // closed when the publisher has returned
 	depool    *depool            // between publish and the publisher (depool.go)
 	stopEtcd  func()             // c.agent.Stop; tests make it hang
+	bg        sync.WaitGroup     // what else uses the client: the status publisher, the deploy watch
 }
 
 // collectedRes is one resource another host exports, as this host will
@@ -74,11 +76,19 @@ type collectedRes struct {
 // startCluster starts or joins etcd and publishes this host's exports;
 // follow then watches the other hosts' exports of the collected kinds.
 func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph) error {
+	a, err := r.startAgent(ctx)
+	if err != nil {
+		return err
+	}
+	r.attachCluster(ctx, a, yg)
+	return nil
+}
+
+// startAgent starts or joins etcd as the flags say.
+func (r *runner) startAgent(ctx context.Context) (*etcd.Agent, error) {
 	cc := r.cfg.Cluster
-	c := &cluster{host: r.cfg.Hostname, log: r.log}
 	elog := r.log.With("component", "etcd")
-	var err error
-	c.agent, err = etcd.StartAgent(ctx, etcd.AgentConfig{
+	a, err := etcd.StartAgent(ctx, etcd.AgentConfig{
 		Host:             r.cfg.Hostname,
 		Seeds:            cc.Seeds,
 		NoServer:         cc.NoServer,
@@ -96,10 +106,19 @@ func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph) error {
 	})
 	if err != nil {
 		if errors.Is(err, etcd.ErrConfig) {
-			return &InvalidError{err}
+			return nil, &InvalidError{err}
 		}
-		return &StartError{fmt.Errorf("etcd: %w", err)}
+		return nil, &StartError{fmt.Errorf("etcd: %w", err)}
 	}
+	return a, nil
+}
+
+// attachCluster makes a the run's cluster: this host's exports and status
+// are published through it, and, run from the cluster, its deploys
+// followed.
+func (r *runner) attachCluster(ctx context.Context, a *etcd.Agent, yg *yamlgraph.Graph) {
+	cc := r.cfg.Cluster
+	c := &cluster{host: r.cfg.Hostname, log: r.log, agent: a}
 	c.client = c.agent.Client()
 	c.stopEtcd = c.agent.Stop
 	r.log.Info("etcd ready", "seeds", cc.Seeds, "no_server", cc.NoServer, "ideal_cluster_size", cc.IdealClusterSize)
@@ -111,7 +130,10 @@ func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph) error {
 	go c.publisher(cctx)
 	c.depool = startDepool(cctx, c)
 	c.publish(yg)
-	return nil
+	r.status.publish(cctx, &c.bg, c.client, r.cfg.Hostname, c.depool, r.log)
+	if r.fc != nil {
+		c.bg.Go(func() { r.watchDeploys(cctx, c.client) })
+	}
 }
 
 // joinIfNeeded starts etcd for a new graph that is the first of the run
@@ -119,7 +141,7 @@ func (r *runner) startCluster(ctx context.Context, yg *yamlgraph.Graph) error {
 // without the cluster (what it exports is not published, nothing is
 // collected) and the next new graph tries again.
 func (r *runner) joinIfNeeded(ctx context.Context, yg *yamlgraph.Graph) {
-	if r.cluster != nil || !needsCluster(yg) {
+	if r.cluster != nil || r.fc != nil || !needsCluster(yg) {
 		return
 	}
 	r.log.Info("the new graph exports or collects resources: starting etcd")
@@ -351,6 +373,7 @@ func (c *cluster) publisher(ctx context.Context) {
 func (c *cluster) close(ctx context.Context) {
 	c.cancel()
 	<-c.published // Publish returns as soon as its context ends
+	c.bg.Wait()   // the status lease revoked: the host stopped
 	if c.depool != nil {
 		<-c.depool.done
 	}

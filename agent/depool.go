@@ -100,3 +100,14 @@ func (r *runner) depoolChanged() <-chan struct{} {
 	}
 	return r.cluster.depool.changed
 }
+
+// number is the deploy number the host is depooled on, 0 in the pool; a
+// nil d (no cluster yet) is in the pool.
+func (d *depool) number() int64 {
+	if d == nil {
+		return 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.on
+}

@@ -33,6 +33,9 @@ type HostStatus struct {
 	ChangedAt time.Time   `json:"changed_at"`
 	Drifts    int64       `json:"drifts"`
 	UpdatedAt time.Time   `json:"updated_at"`
+	// LastState is set by ReadStatus and WatchStatus on a lost host's
+	// record (State "lost"): the state it last reported.
+	LastState string `json:"last_state,omitempty"`
 }
 
 // FailedRes is one resource that failed on a host.

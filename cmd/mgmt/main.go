@@ -47,7 +47,7 @@ func run(args []string) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), validateCmd(), factsCmd(), deployCmd())
+	root.AddCommand(runCmd(), validateCmd(), factsCmd(), deployCmd(), statusCmd())
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
@@ -118,7 +118,7 @@ func runCmd() *cobra.Command {
 	var labelArgs []string
 	var detailed bool
 	cmd := &cobra.Command{
-		Use:   "run --file GRAPH.yaml",
+		Use:   "run (--file GRAPH.yaml | --from-cluster [--seeds URL])",
 		Short: "Run a graph: apply it, then keep it applied",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -136,8 +136,11 @@ func runCmd() *cobra.Command {
 					}
 				}
 			}()
-			if cfg.File == "" {
-				return &usageError{"run: --file is required"}
+			switch {
+			case cfg.FromCluster && cfg.File != "":
+				return &usageError{"run: --file and --from-cluster: give one: --from-cluster runs the deploys stored in the cluster"}
+			case !cfg.FromCluster && cfg.File == "":
+				return &usageError{"run: --file (or --from-cluster) is required"}
 			}
 			log, err := newLogger(logLevel)
 			if err != nil {
@@ -190,6 +193,7 @@ func runCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&cfg.File, "file", "f", "", "graph file (YAML)")
+	f.BoolVar(&cfg.FromCluster, "from-cluster", false, "run the deploys meant for this host from the cluster (see mgmt deploy); the last one is kept under --prefix")
 	f.IntVar(&convergedTimeout, "converged-timeout", -1, "exit once the graph has been converged for this many seconds (-1: run forever)")
 	f.BoolVar(&cfg.Noop, "noop", false, "report what would change, change nothing")
 	f.BoolVar(&noWatch, "no-watch", false, "do not reload the graph when its file changes")
