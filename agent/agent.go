@@ -270,9 +270,6 @@ func Run(ctx context.Context, cfg Config) (err error) {
 func (r *runner) stop(deadline time.Time) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	if r.fc != nil {
-		r.fc.wg.Wait() // rejoin: ends with the run's context
-	}
 	var wg sync.WaitGroup
 	if r.metrics != nil {
 		wg.Go(func() {
@@ -281,10 +278,32 @@ func (r *runner) stop(deadline time.Time) {
 			}
 		})
 	}
-	if r.cluster != nil {
-		wg.Go(func() { r.cluster.close(ctx) })
-	}
+	wg.Go(func() {
+		if r.fc != nil {
+			// rejoin ends with the run's context, but may be inside a
+			// request to a cluster that does not answer.
+			if !waitBy(ctx, r.fc.wg.Wait) {
+				r.log.Warn("joining the cluster still under way at the stop deadline: leaving it")
+				return
+			}
+		}
+		if r.cluster != nil {
+			r.cluster.close(ctx)
+		}
+	})
 	wg.Wait()
+}
+
+// waitBy runs wait and reports whether it returned before ctx ended.
+func waitBy(ctx context.Context, wait func()) bool {
+	done := make(chan struct{})
+	go func() { defer close(done); wait() }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // HostData gathers the facts of the host cfg describes (its Hostname,

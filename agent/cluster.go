@@ -372,14 +372,17 @@ func (c *cluster) publisher(ctx context.Context) {
 // stopping: the process is about to exit.
 func (c *cluster) close(ctx context.Context) {
 	c.cancel()
-	<-c.published // Publish returns as soon as its context ends
-	c.bg.Wait()   // the status lease revoked: the host stopped
-	if c.depool != nil {
-		<-c.depool.done
-	}
 	stopped := make(chan struct{})
 	go func() {
+		// Each of these ends with c's context, or with etcd answering; a
+		// member that hangs (a frozen peer) must not stretch the stop, so
+		// all of them, not only etcd's own stop, run under the deadline.
 		defer close(stopped)
+		<-c.published // Publish returns as soon as its context ends
+		c.bg.Wait()   // the status lease revoked: the host stopped
+		if c.depool != nil {
+			<-c.depool.done
+		}
 		c.stopEtcd()
 	}()
 	select {

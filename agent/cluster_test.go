@@ -218,6 +218,22 @@ func TestStopDeadline(t *testing.T) {
 	}
 }
 
+// A publisher stuck in a request to a frozen member is under the deadline
+// too, not only etcd's own stop.
+func TestStopDeadlineStuckPublisher(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	r := &runner{log: slog.New(slog.DiscardHandler), cluster: &cluster{
+		log: slog.New(slog.DiscardHandler), cancel: func() {}, published: hang,
+		stopEtcd: func() {},
+	}}
+	began := time.Now()
+	r.stop(began.Add(300 * time.Millisecond))
+	if took := time.Since(began); took > time.Second {
+		t.Fatalf("stop took %v, deadline 300ms", took)
+	}
+}
+
 // The cluster flags that say where the cluster is start etcd; those that
 // say how to talk to it (namespace, TLS, advertised URLs) do not, as
 // docs/cli.md says.

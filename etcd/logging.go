@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sort"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -15,17 +16,22 @@ import (
 // things (a peer stream closed at shutdown, tokens not signed): its warnings
 // become slog debug entries and its errors slog warnings, so that an agent
 // running at info level only hears about real trouble.
-func zapLogger(l *slog.Logger) *zap.Logger {
+func zapLogger(l *slog.Logger) *zap.Logger { return zapLoggerStopping(l, nil) }
+
+// zapLoggerStopping is zapLogger for a server: once stopping is set, its
+// errors too become debug entries (listeners closing, peers hanging up).
+func zapLoggerStopping(l *slog.Logger, stopping *atomic.Bool) *zap.Logger {
 	if l == nil {
 		return zap.NewNop()
 	}
-	return zap.New(&slogCore{l: l})
+	return zap.New(&slogCore{l: l, stopping: stopping})
 }
 
 // slogCore is a zapcore.Core that writes to a slog.Logger.
 type slogCore struct {
-	l      *slog.Logger
-	fields []zapcore.Field
+	l        *slog.Logger
+	fields   []zapcore.Field
+	stopping *atomic.Bool // nil: never
 }
 
 func (c *slogCore) Enabled(lvl zapcore.Level) bool { return lvl >= zapcore.WarnLevel }
@@ -34,7 +40,7 @@ func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
 	all := make([]zapcore.Field, 0, len(c.fields)+len(fields))
 	all = append(all, c.fields...)
 	all = append(all, fields...)
-	return &slogCore{l: c.l, fields: all}
+	return &slogCore{l: c.l, fields: all, stopping: c.stopping}
 }
 
 func (c *slogCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -65,7 +71,7 @@ func (c *slogCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
 		attrs = append(attrs, slog.Any(k, enc.Fields[k]))
 	}
 	lvl := slog.LevelDebug
-	if ent.Level > zapcore.WarnLevel {
+	if ent.Level > zapcore.WarnLevel && (c.stopping == nil || !c.stopping.Load()) {
 		lvl = slog.LevelWarn
 	}
 	c.l.LogAttrs(context.Background(), lvl, ent.Message, attrs...)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -86,6 +87,7 @@ type Server struct {
 	endpoints []string
 	stopOnce  sync.Once
 	stopRPCs  context.CancelFunc // ends client RPCs still open at Stop, watches included
+	stopping  *atomic.Bool       // set by Stop: what etcd logs from then on is shutdown noise
 }
 
 // StartServer starts an embedded etcd server and waits until it is ready to
@@ -96,6 +98,8 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	stopping := new(atomic.Bool)
+	ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapLoggerStopping(cfg.Logger, stopping))
 	stopCtx, stopRPCs := context.WithCancel(context.Background())
 	ecfg.GRPCAdditionalServerOptions = []grpc.ServerOption{
 		grpc.ChainStreamInterceptor(stopStreamInterceptor(stopCtx)),
@@ -105,7 +109,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		stopRPCs()
 		return nil, fmt.Errorf("start etcd server %q: %w", cfg.Name, err)
 	}
-	s := &Server{e: e, stopRPCs: stopRPCs}
+	s := &Server{e: e, stopRPCs: stopRPCs, stopping: stopping}
 	for _, u := range ecfg.AdvertiseClientUrls {
 		s.endpoints = append(s.endpoints, u.String())
 	}
@@ -143,6 +147,9 @@ func (s *Server) Done() <-chan struct{} { return s.e.Server.StopNotify() }
 // to call more than once.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
+		// etcd logs its listeners closing as errors ("serving ... failed:
+		// server closed"): at a stop we asked for, they are debug notes.
+		s.stopping.Store(true)
 		// Watch streams would otherwise hold etcd's graceful shutdown for its
 		// request timeout (over 5 s).
 		s.stopRPCs()
