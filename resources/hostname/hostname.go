@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -45,7 +44,6 @@ type Hostname struct {
 	TransientHostname string `yaml:"transient_hostname"`
 
 	name string // the resource's name
-	log  *slog.Logger
 }
 
 // SetName keeps the resource's name, the hostname when no name is given.
@@ -132,18 +130,9 @@ func (r *Hostname) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Init keeps the logger.
-func (r *Hostname) Init(env engine.Env) error {
-	r.log = env.Logger
-	return nil
-}
-
-func (r *Hostname) logger() *slog.Logger {
-	if r.log == nil {
-		return slog.Default().With("res", "hostname")
-	}
-	return r.log
-}
+// Init has nothing to prepare: the engine logs the changes CheckApply
+// reports (engine.Changed).
+func (r *Hostname) Init(engine.Env) error { return nil }
 
 // UIDs: a host has one set of names; two hostname resources are refused.
 func (r *Hostname) UIDs() []engine.UID {
@@ -257,7 +246,6 @@ func (r *Hostname) CheckApply(ctx context.Context, apply bool) (bool, error) {
 		c := engine.Change{Property: p.param, From: cur, To: p.want, Why: "hostnamed's " + p.name}
 		engine.Changed(ctx, c)
 		if !apply {
-			r.logger().Info("would change (noop)", "property", c.Property, "from", c.From, "to", c.To)
 			continue
 		}
 		cctx, cancel = context.WithTimeout(ctx, callTimeout)
@@ -266,7 +254,6 @@ func (r *Hostname) CheckApply(ctx context.Context, apply bool) (bool, error) {
 		if err != nil {
 			return changed, fmt.Errorf("hostname: %s %q: %w", p.method, p.want, err)
 		}
-		r.logger().Info("changed", "property", c.Property, "from", c.From, "to", c.To)
 	}
 	return changed, nil
 }
