@@ -230,30 +230,34 @@ func (r *Hostname) CheckApply(ctx context.Context, apply bool) (bool, error) {
 	}
 	defer release(conn)
 	obj := conn.Object(hnDest, hnPath)
-	changed := false
+	// Every name is read before any is set: setting the static name also
+	// sets the transient one when it followed it, and the transient change
+	// is reported (in noop and real runs alike) all the same.
+	var todo []prop
 	for _, p := range r.props() {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		var cur string
 		err := obj.CallWithContext(cctx, propsIface+".Get", 0, hnIface, p.name).Store(&cur)
 		cancel()
 		if err != nil {
-			return changed, fmt.Errorf("hostname: reading %s from hostnamed: %w", p.name, err)
+			return false, fmt.Errorf("hostname: reading %s from hostnamed: %w", p.name, err)
 		}
 		if cur == p.want {
 			continue
 		}
-		changed = true
-		c := engine.Change{Property: p.param, From: cur, To: p.want, Why: "hostnamed's " + p.name}
-		engine.Changed(ctx, c)
-		if !apply {
-			continue
-		}
-		cctx, cancel = context.WithTimeout(ctx, callTimeout)
-		err = obj.CallWithContext(cctx, hnIface+"."+p.method, 0, p.want, false).Err
+		engine.Changed(ctx, engine.Change{Property: p.param, From: cur, To: p.want, Why: "hostnamed's " + p.name})
+		todo = append(todo, p)
+	}
+	if !apply {
+		return len(todo) > 0, nil
+	}
+	for _, p := range todo {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		err := obj.CallWithContext(cctx, hnIface+"."+p.method, 0, p.want, false).Err
 		cancel()
 		if err != nil {
-			return changed, fmt.Errorf("hostname: %s %q: %w", p.method, p.want, err)
+			return true, fmt.Errorf("hostname: %s %q: %w", p.method, p.want, err)
 		}
 	}
-	return changed, nil
+	return len(todo) > 0, nil
 }
