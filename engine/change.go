@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"sync"
 )
 
@@ -104,13 +105,30 @@ func Mask(c Change) Change {
 }
 
 // ShortHash is how a sensitive value is shown: "sha256:" and the first 12
-// hex digits of its SHA-256; the empty string (no value) stays empty.
+// hex digits of its SHA-256; the empty string (no value) stays empty. A
+// value that already has that form is kept: a kind may hash a secret
+// itself, so that the secret is never in a Change at all (a user's
+// password hash), and is then shown as the hash of the secret, not as the
+// hash of its hash.
 func ShortHash(s string) string {
-	if s == "" {
-		return ""
+	if s == "" || isShortHash(s) {
+		return s
 	}
 	sum := sha256.Sum256([]byte(s))
 	return "sha256:" + hex.EncodeToString(sum[:6])
+}
+
+func isShortHash(s string) bool {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(h) != 12 {
+		return false
+	}
+	for _, c := range []byte(h) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Recording reports whether changes reported under ctx are recorded: a

@@ -133,6 +133,26 @@ func TestSensitiveChangeMasksOneProperty(t *testing.T) {
 	}
 }
 
+// A kind that hashes a secret itself (a user's password hash) has it shown
+// as that hash, not as a hash of the hash; a missing value stays empty.
+func TestSensitiveChangeKeepsKindsHash(t *testing.T) {
+	kinds := ShortHash("$6$new")
+	f := reporting(Change{Property: "password", To: kinds, Sensitive: true})
+	out, reps := runRecorded(t, graphOf(t, []*Vertex{vtx("u", f)}), true)
+	want := Change{Property: "password", To: kinds, Why: "changed", Sensitive: true}
+	if p := reps[0].Properties; len(p) != 1 || p[0] != want {
+		t.Errorf("report %+v, want %+v", p, want)
+	}
+	if !strings.Contains(out, "property=password to="+kinds+" why=changed") {
+		t.Errorf("output:\n%s", out)
+	}
+	for _, s := range []string{"sha256:0123456789a", "sha256:0123456789abc", "sha256:0123456789aB", "SHA256:0123456789ab"} {
+		if ShortHash(s) == s {
+			t.Errorf("ShortHash(%q) kept it: not a short hash", s)
+		}
+	}
+}
+
 func TestChangesBounded(t *testing.T) {
 	f := &fake{check: func(ctx context.Context, apply bool) (bool, error) {
 		for range MaxChangesPerCheck + 50 {

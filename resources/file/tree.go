@@ -57,8 +57,10 @@ func (a *applier) treeDir(src, dst string, uid, gid int, purge bool) (bool, erro
 		case unix.S_IFDIR:
 			c, err = a.dir(dp, want)
 			a.entry = nil
-			a.reportEntry(dp, ent, "with what it holds")
-			if err == nil && (a.apply || !c) {
+			a.reportEntry(dp, ent)
+			// A noop goes on into a directory it would add, so that
+			// it lists every entry the apply would add there.
+			if err == nil && (a.apply || !c || ent.added) {
 				var cc bool
 				cc, err = a.treeDir(sp, dp, uid, gid, purge)
 				c = c || cc
@@ -75,7 +77,7 @@ func (a *applier) treeDir(src, dst string, uid, gid int, purge bool) (bool, erro
 		}
 		if a.entry != nil {
 			a.entry = nil
-			a.reportEntry(dp, ent, "")
+			a.reportEntry(dp, ent)
 		}
 		changed = changed || c
 		if err != nil {
@@ -161,12 +163,10 @@ func (a *applier) link(src, dst string) (bool, error) {
 }
 
 // reportEntry reports one entry of a tree: added, or changed with the
-// properties that differ (what, for a directory added, follows).
-func (a *applier) reportEntry(path string, e *treeEntry, addedDir string) {
+// properties that differ.
+func (a *applier) reportEntry(path string, e *treeEntry) {
 	switch {
 	case len(e.props) == 0:
-	case e.added && addedDir != "":
-		a.report(engine.Change{Property: path, From: "absent", To: "directory", Why: "added, " + addedDir})
 	case e.added:
 		a.report(engine.Change{Property: path, From: "absent", Why: "added"})
 	default:

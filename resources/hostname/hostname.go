@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -45,7 +44,6 @@ type Hostname struct {
 	TransientHostname string `yaml:"transient_hostname"`
 
 	name string // the resource's name
-	log  *slog.Logger
 }
 
 // SetName keeps the resource's name, the hostname when no name is given.
@@ -132,18 +130,9 @@ func (r *Hostname) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Init keeps the logger.
-func (r *Hostname) Init(env engine.Env) error {
-	r.log = env.Logger
-	return nil
-}
-
-func (r *Hostname) logger() *slog.Logger {
-	if r.log == nil {
-		return slog.Default().With("res", "hostname")
-	}
-	return r.log
-}
+// Init has nothing to prepare: the engine logs the changes CheckApply
+// reports (engine.Changed).
+func (r *Hostname) Init(engine.Env) error { return nil }
 
 // UIDs: a host has one set of names; two hostname resources are refused.
 func (r *Hostname) UIDs() []engine.UID {
@@ -241,32 +230,34 @@ func (r *Hostname) CheckApply(ctx context.Context, apply bool) (bool, error) {
 	}
 	defer release(conn)
 	obj := conn.Object(hnDest, hnPath)
-	changed := false
+	// Every name is read before any is set: setting the static name also
+	// sets the transient one when it followed it, and the transient change
+	// is reported (in noop and real runs alike) all the same.
+	var todo []prop
 	for _, p := range r.props() {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		var cur string
 		err := obj.CallWithContext(cctx, propsIface+".Get", 0, hnIface, p.name).Store(&cur)
 		cancel()
 		if err != nil {
-			return changed, fmt.Errorf("hostname: reading %s from hostnamed: %w", p.name, err)
+			return false, fmt.Errorf("hostname: reading %s from hostnamed: %w", p.name, err)
 		}
 		if cur == p.want {
 			continue
 		}
-		changed = true
-		c := engine.Change{Property: p.param, From: cur, To: p.want, Why: "hostnamed's " + p.name}
-		engine.Changed(ctx, c)
-		if !apply {
-			r.logger().Info("would change (noop)", "property", c.Property, "from", c.From, "to", c.To)
-			continue
-		}
-		cctx, cancel = context.WithTimeout(ctx, callTimeout)
-		err = obj.CallWithContext(cctx, hnIface+"."+p.method, 0, p.want, false).Err
+		engine.Changed(ctx, engine.Change{Property: p.param, From: cur, To: p.want, Why: "hostnamed's " + p.name})
+		todo = append(todo, p)
+	}
+	if !apply {
+		return len(todo) > 0, nil
+	}
+	for _, p := range todo {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		err := obj.CallWithContext(cctx, hnIface+"."+p.method, 0, p.want, false).Err
 		cancel()
 		if err != nil {
-			return changed, fmt.Errorf("hostname: %s %q: %w", p.method, p.want, err)
+			return true, fmt.Errorf("hostname: %s %q: %w", p.method, p.want, err)
 		}
-		r.logger().Info("changed", "property", c.Property, "from", c.From, "to", c.To)
 	}
-	return changed, nil
+	return len(todo) > 0, nil
 }

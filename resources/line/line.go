@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -38,7 +37,6 @@ type Line struct {
 	State string `yaml:"state"` // present (default) or absent
 	Match string `yaml:"match"` // a regular expression (RE2) matching the line's old forms
 
-	log   *slog.Logger
 	fsw   *fswatch.Watcher // nil: fswatch.Default()
 	path  string           // cleaned by Validate
 	match *regexp.Regexp   // nil: none
@@ -88,18 +86,9 @@ func (r *Line) Validate() error {
 
 func (r *Line) absent() bool { return r.State == StateAbsent }
 
-// Init keeps the logger.
-func (r *Line) Init(env engine.Env) error {
-	r.log = env.Logger
-	return nil
-}
-
-func (r *Line) logger() *slog.Logger {
-	if r.log == nil {
-		return slog.Default().With("res", "line["+r.Path+"]")
-	}
-	return r.log
-}
+// Init has nothing to prepare: the engine logs the changes CheckApply
+// reports (engine.Changed).
+func (r *Line) Init(engine.Env) error { return nil }
 
 // UIDs names the line of the file, so that two resources declaring the
 // same line of one file are refused.
@@ -186,13 +175,11 @@ func (r *Line) CheckApply(ctx context.Context, apply bool) (bool, error) {
 	}
 	engine.Changed(ctx, *change)
 	if !apply {
-		r.logger().Info("would change (noop)", "property", change.Property, "from", change.From, "to", change.To, "why", change.Why)
 		return true, nil
 	}
 	if err := writeOver(r.path, edited, missing); err != nil {
 		return false, err
 	}
-	r.logger().Info("changed", "property", change.Property, "from", change.From, "to", change.To, "why", change.Why)
 	return true, nil
 }
 

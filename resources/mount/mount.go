@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,7 +82,6 @@ type Mount struct {
 	Freq       int     `yaml:"freq"`
 	PassNo     int     `yaml:"passno"`
 
-	log *slog.Logger
 	fsw *fswatch.Watcher
 	mp  string // cleaned by Validate
 }
@@ -155,18 +153,9 @@ func (r *Mount) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Init keeps the logger.
-func (r *Mount) Init(env engine.Env) error {
-	r.log = env.Logger
-	return nil
-}
-
-func (r *Mount) logger() *slog.Logger {
-	if r.log == nil {
-		return slog.Default().With("res", "mount["+r.Mountpoint+"]")
-	}
-	return r.log
-}
+// Init has nothing to prepare: the engine logs the changes CheckApply
+// reports (engine.Changed).
+func (r *Mount) Init(engine.Env) error { return nil }
 
 // UIDs names the mountpoint.
 func (r *Mount) UIDs() []engine.UID {
@@ -387,11 +376,6 @@ func (r *Mount) CheckApply(ctx context.Context, apply bool) (bool, error) {
 	report := func(c engine.Change) {
 		changed = true
 		engine.Changed(ctx, c)
-		msg := "changed"
-		if !apply {
-			msg = "would change (noop)"
-		}
-		r.logger().Info(msg, "property", c.Property, "from", c.From, "to", c.To, "why", c.Why)
 	}
 	if r.persist() {
 		old, err := os.ReadFile(r.fstab())
@@ -418,7 +402,7 @@ func (r *Mount) CheckApply(ctx context.Context, apply bool) (bool, error) {
 				return changed, fmt.Errorf("mount: unmounting %s: %w", r.mp, err)
 			}
 		}
-		report(engine.Change{Property: "state", From: "mounted (" + m.source + ", " + m.fstype + ")", To: r.state()})
+		report(engine.Change{Property: "state", From: "mounted (" + m.source + ", " + m.fstype + ")", To: r.state(), Why: "state: " + r.state()})
 	case r.state() == StateMounted && m == nil:
 		if apply {
 			if err := os.MkdirAll(r.mp, 0o755); err != nil {
@@ -428,7 +412,7 @@ func (r *Mount) CheckApply(ctx context.Context, apply bool) (bool, error) {
 				return changed, err
 			}
 		}
-		report(engine.Change{Property: "state", From: "unmounted", To: "mounted (" + r.Device + ", " + r.Type + ")"})
+		report(engine.Change{Property: "state", From: "unmounted", To: "mounted (" + r.Device + ", " + r.Type + ")", Why: "not in /proc/self/mountinfo"})
 	case r.state() == StateMounted && (m.fstype != r.Type || m.source != r.Device && !strings.HasPrefix(r.Device, "UUID=") && !strings.HasPrefix(r.Device, "LABEL=") && !strings.HasPrefix(m.source, "/dev/loop")):
 		return changed, fmt.Errorf("mount: %s has %s (%s) mounted, want %s (%s): unmount it first (state: unmounted), then mount the new one", r.mp, m.source, m.fstype, r.Device, r.Type)
 	case r.state() == StateMounted:

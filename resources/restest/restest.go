@@ -49,7 +49,8 @@ type Drift struct {
 //
 //   - Validate accepts the resource; Init (if any) succeeds;
 //   - CheckApply(apply=false) reports a change and changes nothing;
-//   - CheckApply(apply=true) reports a change and changes the state;
+//   - CheckApply(apply=true) reports a change and changes the state, the
+//     same properties as the noop check before it;
 //   - a second CheckApply, with apply false or true, has nothing to do;
 //   - Watch calls Running, and after each drift Dirty within the timeout;
 //     the drift is then reported by CheckApply(false), left alone by it,
@@ -76,15 +77,30 @@ func Run(t *testing.T, c Case) {
 		}
 	}
 
+	var noopProps []string // what the last noop check reported
 	check := func(step string, apply, wantChanged bool) {
 		t.Helper()
-		changed, err := CheckApply(t, res, apply)
+		rec := &Recorder{}
+		changed, err := res.CheckApply(engine.WithRecorder(t.Context(), rec), apply)
 		if err != nil {
 			t.Fatalf("%s: CheckApply(apply=%v): %v", step, apply, err)
+		}
+		if err := CheckReported(changed, rec.Changes()); err != nil {
+			t.Errorf("%s: CheckApply(apply=%v): %v", step, apply, err)
 		}
 		if changed != wantChanged {
 			t.Fatalf("%s: CheckApply(apply=%v) changed = %v, want %v", step, apply, changed, wantChanged)
 		}
+		props := properties(rec.Changes())
+		if !apply {
+			noopProps = props
+			return
+		}
+		// A dry run shows what the apply that follows it does.
+		if noopProps != nil && !slices.Equal(props, noopProps) {
+			t.Errorf("%s: CheckApply(apply=true) reported %q, the noop check before it %q: a dry run must show every change", step, props, noopProps)
+		}
+		noopProps = nil
 	}
 	same := func(step, want string) {
 		t.Helper()
@@ -351,6 +367,16 @@ func CheckReported(changed bool, cs []engine.Change) error {
 		}
 	}
 	return nil
+}
+
+// properties are the sorted property names of cs.
+func properties(cs []engine.Change) []string {
+	ps := make([]string, 0, len(cs))
+	for _, c := range cs {
+		ps = append(ps, c.Property)
+	}
+	slices.Sort(ps)
+	return ps
 }
 
 // ReportLatency reports the median and the 99th percentile (the maximum

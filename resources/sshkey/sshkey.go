@@ -334,12 +334,22 @@ func (a *applier) sshDir(home int, absent bool) (int, error) {
 		}
 		a.report(engine.Change{Property: "ssh directory", From: "absent", To: a.dir, Why: "no ~/.ssh"})
 		if !a.apply {
+			// Nor is there a key in it: say so, as the apply will.
+			a.report(engine.Change{Property: "state", From: StateAbsent, To: StateExists, Why: filepath.Join(a.dir, "authorized_keys")})
 			return -1, nil
 		}
 		if err := unix.Mkdirat(home, ".ssh", dirMode); err != nil && !errors.Is(err, unix.EEXIST) {
 			return -1, &fs.PathError{Op: "mkdir", Path: a.dir, Err: err}
 		}
 		fd, err = unix.Openat(home, ".ssh", flags, 0)
+		if err == nil {
+			// Made here, it is the user's from the start: its owner
+			// is part of the change reported above, not another one.
+			if err := unix.Fchown(fd, a.uid, a.gid); err != nil {
+				unix.Close(fd)
+				return -1, &fs.PathError{Op: "chown", Path: a.dir, Err: err}
+			}
+		}
 	}
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -49,7 +48,6 @@ type Sysctl struct {
 	File     string  `yaml:"file"`     // the persist file; default /etc/sysctl.d/90-mgmt-NAME.conf
 	Interval float64 `yaml:"interval"` // seconds between reads of the value; default 5
 
-	log *slog.Logger
 	fsw *fswatch.Watcher // nil: fswatch.Default()
 }
 
@@ -109,18 +107,9 @@ func (r *Sysctl) persistPath() string {
 	return filepath.Join(sysctlDir, filePrefix+r.key()+".conf")
 }
 
-// Init keeps the logger.
-func (r *Sysctl) Init(env engine.Env) error {
-	r.log = env.Logger
-	return nil
-}
-
-func (r *Sysctl) logger() *slog.Logger {
-	if r.log == nil {
-		return slog.Default().With("res", "sysctl["+r.Name+"]")
-	}
-	return r.log
-}
+// Init has nothing to prepare: the engine logs the changes CheckApply
+// reports (engine.Changed).
+func (r *Sysctl) Init(engine.Env) error { return nil }
 
 // UIDs names the parameter, and the persist file (so that a file resource
 // for the same path is refused).
@@ -220,7 +209,6 @@ func (r *Sysctl) CheckApply(ctx context.Context, apply bool) (bool, error) {
 	engine.Changed(ctx, changes...)
 	for _, c := range changes {
 		if !apply {
-			r.logger().Info("would change (noop)", "property", c.Property, "from", c.From, "to", c.To, "why", c.Why)
 			continue
 		}
 		switch c.Property {
@@ -236,7 +224,6 @@ func (r *Sysctl) CheckApply(ctx context.Context, apply bool) (bool, error) {
 				return false, err
 			}
 		}
-		r.logger().Info("changed", "property", c.Property, "from", c.From, "to", c.To)
 	}
 	return true, nil
 }

@@ -209,7 +209,7 @@ func (r *User) CheckApply(ctx context.Context, apply bool) (bool, error) {
 			}
 		}
 		if !found || hash != *r.Password {
-			from := "none"
+			from := "" // no hash yet: shown as no value, not as a hash
 			if found {
 				from = Fingerprint(hash)
 			}
