@@ -5,7 +5,8 @@
 # copyright and changelog files policy asks for. Prints the .deb's path.
 #
 # DEB_ARCH (default: dpkg --print-architecture), DEB_MAINTAINER (default:
-# git's user.name and user.email), DEB_COMPRESS (xz; gzip builds faster).
+# git's user.name and user.email), DEB_COMPRESS (xz; gzip builds faster)
+# and DEB_COMPRESS_LEVEL (dpkg-deb's default).
 set -eu
 
 bin=$(realpath "${1:?usage: build.sh BINARY VERSION OUTDIR}")
@@ -87,5 +88,5 @@ CTL
 chmod 0644 "$root/DEBIAN/md5sums" "$root/DEBIAN/control"
 
 deb=$out/mgmt_${version}_$arch.deb
-dpkg-deb --root-owner-group -Z"$compress" --build "$root" "$deb" >/dev/null
+dpkg-deb --root-owner-group -Z"$compress" ${DEB_COMPRESS_LEVEL:+-z"$DEB_COMPRESS_LEVEL"} --build "$root" "$deb" >/dev/null
 echo "$deb"
