@@ -191,7 +191,7 @@ func TestIsJournal(t *testing.T) {
 	}
 	dev, ino := strconv.FormatUint(uint64(st.Dev), 10), strconv.FormatUint(st.Ino, 10)
 	for env, want := range map[string]bool{
-		dev + ":" + ino:                              true,
+		dev + ":" + ino: true,
 		dev + ":" + strconv.FormatUint(st.Ino+1, 10): false, // inherited, stderr elsewhere
 		"":    false,
 		"1:x": false,
