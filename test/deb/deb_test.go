@@ -273,10 +273,11 @@ func checkHardening(t *testing.T, h *testhost.Host, journal func() string) {
 		b, _ := h.ReadFile("/tmp/mgmt-deb-chage")
 		return strings.Contains(string(b), "Password expires")
 	}, func() string { return "chage as nobody (setgid shadow) failed under the service:\n" + journal() })
-	st, err := os.Stat(h.Root() + "/usr/local/bin/mgmt-deb-suid")
-	if err != nil || st.Mode()&os.ModeSetuid == 0 {
-		t.Errorf("setuid file not made by the service: %v %v\n%s", st, err, journal())
-	}
+	// install(1) writes the file 0600 first, then sets the mode: wait.
+	wait.Until(t, 60*time.Second, func() bool {
+		st, err := os.Stat(h.Root() + "/usr/local/bin/mgmt-deb-suid")
+		return err == nil && st.Mode()&os.ModeSetuid != 0
+	}, func() string { return "setuid file not made by the service:\n" + journal() })
 }
 
 // listFiles lists where a package and its scripts write: /etc, /usr
