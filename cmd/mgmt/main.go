@@ -16,6 +16,7 @@ import (
 
 	"github.com/mgmtconfig/mgmt/agent"
 	"github.com/mgmtconfig/mgmt/engine"
+	"github.com/mgmtconfig/mgmt/logjournal"
 	"github.com/mgmtconfig/mgmt/quote"
 	_ "github.com/mgmtconfig/mgmt/resources/all"
 	"github.com/mgmtconfig/mgmt/yamlgraph"
@@ -48,6 +49,7 @@ func run(args []string) int {
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCmd(), validateCmd(), factsCmd(), deployCmd(), statusCmd())
+	root.AddCommand(gendocsCmd())
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
@@ -104,7 +106,7 @@ func newLogger(level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, &usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", level)}
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(logjournal.Stderr(&slog.HandlerOptions{Level: l})), nil
 }
 
 func runCmd() *cobra.Command {
