@@ -2,13 +2,16 @@ package multihost
 
 import (
 	"fmt"
+	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/mgmtconfig/mgmt/deploy"
 	"github.com/mgmtconfig/mgmt/etcd"
 	"github.com/mgmtconfig/mgmt/test/testhost"
 )
@@ -314,4 +317,134 @@ func publishHosts(tb testing.TB, c *etcd.Client, hosts int, version string) {
 	for err := range errs {
 		tb.Fatal(err)
 	}
+}
+
+// BenchmarkDeploy measures a deploy reaching a fleet: `members` agents run
+// the etcd members (a graph of one noop, nothing else), and `agents`
+// client-only agents run `mgmt run --from-cluster --no-server`. Each
+// deploy writes one new file on every agent (d1, d2, ...: the graph is
+// templated on the hostname); the time from the deploy stored (Store.Put
+// returned: its transaction committed) until every agent has written its
+// file, seen by inotify, is one sample. After a first deploy that every
+// agent must take (not timed), `deploysPerRun` deploys are timed one after
+// the other. It reports the median (p50-ms), the 99th percentile by
+// nearest rank (p99-ms: with fewer than 100 samples, the slowest) and the
+// slowest (max-ms).
+//
+// The model it replaces, a git pull from cron every minute, converges a
+// push 30 s later on average and 60 s in the worst case (uniform over the
+// minute, plus the run itself): arithmetic, not measured here.
+func BenchmarkDeploy(b *testing.B) {
+	if testing.Short() {
+		b.Skip("starts mgmt agents with etcd")
+	}
+	bin := testhost.GoBuild(b, testhost.MgmtPackage)
+	const deploysPerRun = 10
+	for _, tc := range []struct{ members, agents int }{
+		{1, 3}, {1, 10}, {1, 50}, {3, 3}, {3, 10}, {3, 50},
+	} {
+		b.Run(fmt.Sprintf("members=%d/agents=%d", tc.members, tc.agents), func(b *testing.B) {
+			var samples []float64
+			for b.Loop() {
+				b.StopTimer()
+				samples = append(samples, deployRun(b, bin, tc.members, tc.agents, deploysPerRun)...)
+				b.StartTimer()
+			}
+			b.ReportMetric(median(samples), "p50-ms")
+			b.ReportMetric(percentile(samples, 99), "p99-ms")
+			b.ReportMetric(slices.Max(samples), "max-ms")
+		})
+	}
+}
+
+// deployRun starts a fleet and returns the times of n deploys to reach
+// all of its client agents, in ms.
+func deployRun(b *testing.B, bin string, members, agents, n int) []float64 {
+	b.Helper()
+	f := newFleet(b, bin, members+agents)
+	defer f.stop()
+	for i := range members {
+		m := f.agents[i]
+		if err := os.WriteFile(m.graph, []byte("resources:\n  noop:\n  - name: member\n"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		f.startMember(i)
+	}
+	c, err := etcd.Connect(b.Context(), etcd.ClientConfig{Endpoints: f.seeds})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	// Every member voting before the clients start: no membership change
+	// under the timings (a member joins 5 s after the one before).
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := c.Raw().MemberList(b.Context())
+		voting := 0
+		if err == nil {
+			for _, m := range resp.Members {
+				if m.Name != "" && !m.IsLearner {
+					voting++
+				}
+			}
+		}
+		if voting == members {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d members voting after 2 min (%v)%s", voting, members, err, f.exitedAgents())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i := members; i < members+agents; i++ {
+		f.startFromCluster(i)
+	}
+	st := deploy.NewStore(c)
+	src := b.TempDir()
+	var marks []string
+	var out []float64
+	for k := range n + 1 {
+		mark := fmt.Sprintf("d%03d", k)
+		g := filepath.Join(src, "graph.yaml")
+		graph := fmt.Sprintf("resources:\n  file:\n  - name: mark\n    path: %s/{{ .Hostname }}/files/%s\n    content: \"%s\\n\"\n", f.base, mark, mark)
+		if err := os.WriteFile(g, []byte(graph), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		bundle, err := deploy.Bundle(deploy.BundleSpec{Graph: g})
+		if err != nil {
+			b.Fatal(err)
+		}
+		marks = append(marks, mark)
+		want := map[string][]string{}
+		for _, a := range f.agents[members:] {
+			want[a.dir] = slices.Clone(marks)
+		}
+		if _, err := st.Put(b.Context(), bundle, deploy.PutOptions{Message: mark}); err != nil {
+			b.Fatal(err)
+		}
+		stored := time.Now()
+		limit := 30 * time.Second
+		if k == 0 {
+			limit = 3 * time.Minute // the agents are still starting
+		}
+		at, err := f.log.waitHolds(want, limit)
+		if err != nil {
+			b.Fatalf("deploy %s to %d agents: %v%s", mark, agents, err, f.exitedAgents())
+		}
+		if k > 0 {
+			out = append(out, ms(at.Sub(stored)))
+		}
+	}
+	return out
+}
+
+// percentile is the p-th percentile of xs by nearest rank.
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
 }

@@ -109,7 +109,21 @@ func (f *fleet) startClient(i int) {
 func (f *fleet) start(i int, extra ...string) {
 	f.tb.Helper()
 	a := f.agents[i]
-	args := append([]string{"run", "--file", a.graph, "--hostname", a.name, "--prefix", a.prefix}, extra...)
+	f.run(i, append([]string{"run", "--file", a.graph, "--hostname", a.name, "--prefix", a.prefix}, extra...)...)
+}
+
+// startFromCluster starts agent i as a client of the members that runs
+// the deploys stored in the cluster (--from-cluster --no-server).
+func (f *fleet) startFromCluster(i int) {
+	f.tb.Helper()
+	a := f.agents[i]
+	f.run(i, "run", "--from-cluster", "--hostname", a.name, "--prefix", a.prefix, "--no-server", "--seeds", strings.Join(f.seeds, ","))
+}
+
+// run starts agent i's mgmt with args.
+func (f *fleet) run(i int, args ...string) {
+	f.tb.Helper()
+	a := f.agents[i]
 	a.cmd = exec.Command(f.bin, args...)
 	a.out = &tailBuffer{max: 64 << 10}
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
