@@ -68,7 +68,7 @@ FUZZ     := ./yamlgraph:FuzzParse \
 	./resources/user:FuzzValidate ./resources/group:FuzzValidate ./resources/sshkey:FuzzValidate \
 	./resources/line:FuzzValidate ./resources/sysctl:FuzzValidate \
 	./resources/hostname:FuzzValidate ./resources/mount:FuzzValidate \
-	./resources/msg:FuzzValidate ./resources/cron:FuzzValidate
+	./resources/msg:FuzzValidate ./resources/cron:FuzzValidate ./resources/kv:FuzzValidate
 fuzz:
 	@set -e; for t in $(FUZZ); do \
 		echo "fuzz $${t%%:*} $${t##*:} for $(FUZZTIME)"; \

@@ -156,6 +156,7 @@ type runner struct {
 	window  time.Duration    // see rebuildWindow
 	status  *hostStatus      // this host's status record; the engine's observer
 	fc      *fromCluster     // nil unless cfg.FromCluster
+	kv      *clusterKV       // the cluster's store, for the engine's resources
 }
 
 // Run loads cfg.File and runs it until ctx ends or the converged timeout
@@ -178,7 +179,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		cfg.StopTimeout = DefaultStopTimeout
 	}
 	started := time.Now()
-	r := &runner{cfg: cfg, log: log, window: rebuildWindow, status: newHostStatus(nil, cfg.Version)}
+	r := &runner{cfg: cfg, log: log, window: rebuildWindow, status: newHostStatus(nil, cfg.Version), kv: newClusterKV(cfg.FromCluster)}
 	if cfg.FromCluster {
 		r.fc = &fromCluster{root: filepath.Dir(filepath.Dir(cfg.File)), events: make(chan fcEvent)}
 	}
@@ -239,7 +240,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	r.eng = engine.New(engine.Config{
 		Hostname: cfg.Hostname, Prefix: cfg.Prefix, Logger: log,
 		Noop: cfg.Noop, ConvergedTimeout: cfg.ConvergedTimeout, Observer: r.status, Out: cfg.Out,
-		StopTimeout: min(engineStopTimeout, cfg.StopTimeout*3/4),
+		StopTimeout: min(engineStopTimeout, cfg.StopTimeout*3/4), KV: r.kv,
 	})
 	r.status.setEngine(r.eng)
 	var fileChanged <-chan struct{}

@@ -39,13 +39,14 @@ func (c ClusterConfig) wanted() bool {
 	return len(c.Seeds) > 0 || c.NoServer || len(c.ClientURLs) > 0 || len(c.ServerURLs) > 0 || c.IdealClusterSize > 0
 }
 
-// needsCluster: the graph exports or collects resources.
+// needsCluster: the graph exports or collects resources, or holds one
+// of a kind that needs the cluster (engine.ClusterUser: kv).
 func needsCluster(yg *yamlgraph.Graph) bool {
 	if len(yg.Collect) > 0 {
 		return true
 	}
 	for _, v := range yg.Vertices {
-		if v.Exported {
+		if cu, ok := v.Res.(engine.ClusterUser); v.Exported || ok && cu.NeedsCluster() {
 			return true
 		}
 	}
@@ -123,6 +124,9 @@ func (r *runner) attachCluster(ctx context.Context, a *etcd.Agent, yg *yamlgraph
 	c.stopEtcd = c.agent.Stop
 	r.log.Info("etcd ready", "seeds", cc.Seeds, "no_server", cc.NoServer, "ideal_cluster_size", cc.IdealClusterSize)
 	r.cluster = c
+	if r.kv != nil {
+		r.kv.attach(c.client)
+	}
 	cctx, cancel := context.WithCancel(ctx)
 	c.cancel = cancel
 	c.want = make(chan []etcd.Export, 1)
@@ -137,14 +141,14 @@ func (r *runner) attachCluster(ctx context.Context, a *etcd.Agent, yg *yamlgraph
 }
 
 // joinIfNeeded starts etcd for a new graph that is the first of the run
-// to export or collect resources. If it cannot start, the graph runs
+// to need the cluster (needsCluster). If it cannot start, the graph runs
 // without the cluster (what it exports is not published, nothing is
 // collected) and the next new graph tries again.
 func (r *runner) joinIfNeeded(ctx context.Context, yg *yamlgraph.Graph) {
 	if r.cluster != nil || r.fc != nil || !needsCluster(yg) {
 		return
 	}
-	r.log.Info("the new graph exports or collects resources: starting etcd")
+	r.log.Info("the new graph exports or collects resources, or keeps values in the cluster: starting etcd")
 	if err := r.startCluster(ctx, yg); err != nil {
 		r.log.Error("etcd could not start: exports not published, nothing collected; the next change of the graph file tries again", "err", err)
 	}

@@ -32,6 +32,8 @@ type Config struct {
 	// as its own block of lines after the log line of its change (the log
 	// cannot hold a multi-line value readably).
 	Out io.Writer
+	// KV, if set, is the cluster's store, handed to resources in Env.
+	KV KV
 }
 
 // Observer is told what the engine does. Its methods are called from
@@ -510,7 +512,7 @@ func (e *Engine) init(n *node) error {
 	}
 	env := Env{
 		Kind: n.v.Kind, Name: n.v.Name, Hostname: e.cfg.Hostname, Prefix: e.cfg.Prefix,
-		Logger: n.resLog, Noop: e.cfg.Noop || n.v.Meta.Noop,
+		Logger: n.resLog, Noop: e.cfg.Noop || n.v.Meta.Noop, KV: e.cfg.KV,
 	}
 	if err := safeCall("Init", func() error { return in.Init(env) }); err != nil {
 		return maskErr(n.v.Meta.Sensitive, fmt.Errorf("init: %w", err))

@@ -42,6 +42,28 @@ type Env struct {
 	Prefix   string       // the agent's working directory (--prefix)
 	Logger   *slog.Logger // already carries res=kind[name]
 	Noop     bool         // meta noop or --noop: CheckApply is always called with apply=false
+	KV       KV           // the cluster's key-value store; nil without a cluster
+}
+
+// KV is the cluster's key-value store as kinds that keep values in it (kv)
+// see it: each key is the kind's own, under a prefix the store chooses.
+type KV interface {
+	// Get returns key's value; ok is false when key is absent.
+	Get(ctx context.Context, key string) (value string, ok bool, err error)
+	// CompareAndSwap sets key to *value (deletes it when value is nil) if
+	// it still holds *old (is still absent when old is nil), in one step;
+	// swapped is false when another writer came first.
+	CompareAndSwap(ctx context.Context, key string, old, value *string) (swapped bool, err error)
+	// Watch blocks until ctx ends. It calls changed once the watch is in
+	// place, and again after each change of key (and whenever a change may
+	// have been missed). A non-nil error means the watch cannot go on.
+	Watch(ctx context.Context, key string, changed func()) error
+}
+
+// ClusterUser is implemented by kinds that need the cluster (kv): a graph
+// holding one makes the agent start or join etcd, as exports do.
+type ClusterUser interface {
+	NeedsCluster() bool
 }
 
 // Initer is implemented by kinds that need their environment (a logger, the

@@ -8,6 +8,7 @@ import (
 	_ "github.com/mgmtconfig/mgmt/resources/file"
 	_ "github.com/mgmtconfig/mgmt/resources/group"
 	_ "github.com/mgmtconfig/mgmt/resources/hostname"
+	_ "github.com/mgmtconfig/mgmt/resources/kv"
 	_ "github.com/mgmtconfig/mgmt/resources/line"
 	_ "github.com/mgmtconfig/mgmt/resources/mount"
 	_ "github.com/mgmtconfig/mgmt/resources/msg"

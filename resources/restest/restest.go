@@ -37,6 +37,9 @@ type Case struct {
 	Drifts []Drift
 	// Timeout bounds each wait; 0: DefaultTimeout.
 	Timeout time.Duration
+	// KV, if set, is the cluster's store handed to Init (engine.Env.KV),
+	// for kinds that keep their state there.
+	KV engine.KV
 }
 
 // Drift is one outside change to what a resource manages.
@@ -72,7 +75,9 @@ func Run(t *testing.T, c Case) {
 		t.Fatalf("Validate: %v", err)
 	}
 	if in, ok := res.(engine.Initer); ok {
-		if err := in.Init(Env(t, c.Kind)); err != nil {
+		env := Env(t, c.Kind)
+		env.KV = c.KV
+		if err := in.Init(env); err != nil {
 			t.Fatalf("Init: %v", err)
 		}
 	}
