@@ -182,7 +182,7 @@ func (r *runner) onFromCluster(ctx context.Context, ev fcEvent) (*staged, bool) 
 	// From the rename on, the running graph's file resources see the new
 	// files (the new graph will run the same ones): what they change is
 	// the deploy, not a drift.
-	r.status.swapping(nil)
+	r.status.renaming()
 	if err := r.fc.install(s); err != nil {
 		s.answer(err)
 		return nil, false

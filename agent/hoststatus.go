@@ -26,6 +26,10 @@ type hostStatus struct {
 	err     string      // why wanted is not running
 	drifts  int64
 	settled bool                    // converged since the last swap: a change now is a drift
+	// renamed: a deploy's files were just replaced under the running
+	// graph; until the engine has been busy with them, a "converged" is
+	// the one from before and settles nothing.
+	renamed bool
 	pub     *deploy.StatusPublisher // nil until the cluster is up
 	depool  *depool                 // nil until the cluster is up
 	// moved is ready (one slot) once the engine converged or a deploy
@@ -56,9 +60,21 @@ func (h *hostStatus) Converged(converged bool) {
 	if h.next != nil {
 		h.next.Converged(converged)
 	}
-	if converged {
+	h.mu.Lock()
+	eng := h.eng
+	h.mu.Unlock()
+	if !converged {
 		h.mu.Lock()
-		h.settled = true
+		h.renamed = false
+		h.mu.Unlock()
+	} else if eng == nil || eng.State().Converged {
+		// The engine tells of a change of its state after it happened,
+		// from its own goroutine: a swap may have come in between, so the
+		// state is asked afresh before a change is counted as a drift.
+		h.mu.Lock()
+		if !h.renamed {
+			h.settled = true
+		}
 		h.mu.Unlock()
 		h.poke()
 	}
@@ -96,13 +112,28 @@ func (h *hostStatus) swapping(m *deploy.Meta) {
 		return
 	}
 	h.mu.Lock()
-	h.settled = false
+	h.settled = false // renamed stays: the new graph runs on the renamed files
 	if m != nil {
 		h.running, h.err = *m, ""
 	}
 	h.mu.Unlock()
 	h.poke()
 	h.notify()
+}
+
+// renaming is swapping for the moment a deploy's files are replaced under
+// the running graph: the engine is about to be busy with them, so the next
+// "converged" that counts is one after it was. (Should nothing look at the
+// renamed files, the first outside change after is repaired but not
+// counted: an undercount, never a drift made up.)
+func (h *hostStatus) renaming() {
+	if h == nil {
+		return
+	}
+	h.swapping(nil)
+	h.mu.Lock()
+	h.renamed = true
+	h.mu.Unlock()
 }
 
 // want records the deploy this host was told to run; err, if not empty,
