@@ -233,7 +233,7 @@ func (s *sshHost) leftovers() []string {
 			continue
 		}
 		for _, d := range ents {
-			if strings.HasPrefix(d.Name(), "mgmt-") {
+			if dir != "/tmp" || strings.HasPrefix(d.Name(), "mgmt-remote-") {
 				left = append(left, filepath.Join(dir, d.Name()))
 			}
 		}
@@ -272,4 +272,20 @@ resources:
     path: %s
     content: %q
 `, path, content)
+}
+
+// onlySSHListens fails the test if anything but sshd listens on TCP in
+// the host (the run reaches etcd through a unix socket).
+func (s *sshHost) onlySSHListens(t *testing.T) {
+	t.Helper()
+	out, err := s.h.Run(s.e.ctx, "ss", "-Hltn")
+	if err != nil {
+		t.Fatalf("ss on %s: %v", s.name(), err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 4 || !strings.HasSuffix(f[3], ":22") {
+			t.Errorf("host %s: something other than sshd listens: %q", s.name(), l)
+		}
+	}
 }
