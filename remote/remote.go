@@ -56,6 +56,9 @@ func (e *ExitError) Error() string {
 	return fmt.Sprintf("remote mgmt exited with status %d", e.Status)
 }
 
+// ErrInterrupted is a run stopped because the controller was (Ctrl-C).
+var ErrInterrupted = errors.New("stopped by the controller")
+
 // Job is what to run on every host.
 type Job struct {
 	// Binary is this mgmt's own executable, copied to each host.
@@ -134,6 +137,9 @@ func Run(ctx context.Context, t Target, auth *Auth, job Job) (res Result) {
 
 	defer func() { res.Left = s.cleanup() }()
 	if err := s.copy(ctx); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", ErrInterrupted, err)
+		}
 		return fail(StageCopy, err)
 	}
 	res.Dir, res.Copied = s.dir, s.copied
@@ -458,17 +464,18 @@ func (s *session) run(ctx context.Context) error {
 	lines.Wait()
 	err = ss.Wait()
 	close(done)
-	if err == nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return nil
-	}
 	var ee *ssh.ExitError
-	if errors.As(err, &ee) {
+	switch {
+	case ctx.Err() != nil:
+		// However the remote run ended, it was told to stop.
+		return fmt.Errorf("%w: %w", ErrInterrupted, ctx.Err())
+	case err == nil:
+		return nil
+	case errors.As(err, &ee):
 		return &ExitError{Status: ee.ExitStatus()}
+	default:
+		return s.why(&ExitError{Status: -1})
 	}
-	return s.why(&ExitError{Status: -1})
 }
 
 // runArgs are the arguments of the remote `mgmt run`.

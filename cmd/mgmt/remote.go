@@ -64,8 +64,11 @@ func (r *remoteFlags) run(cmd *cobra.Command, cfg agent.Config, convergedTimeout
 	if err != nil {
 		return err
 	}
-	if cfg.Hostname != "" {
-		return &usageError{"run: --hostname with --remote: each host runs with its own name and facts"}
+	for _, f := range []string{"hostname", "prefix", "graphviz", "graphviz-filter", "prometheus-listen", "cpu-profile", "no-watch",
+		"no-server", "client-urls", "server-urls", "advertise-client-urls", "advertise-server-urls", "ideal-cluster-size"} {
+		if cmd.Flags().Changed(f) {
+			return &usageError{fmt.Sprintf("run: --%s does not go with --remote: each host runs a one-shot with its own name, facts and private directory (see docs/remote.md)", f)}
+		}
 	}
 	if client.tlsFiles() != nil {
 		return &usageError{"run: --etcd-ca/--etcd-cert/--etcd-key with --remote are not supported: the tunnel carries plain etcd traffic inside SSH"}
@@ -251,7 +254,11 @@ func summarize(w io.Writer, results []remote.Result, report string) error {
 			left = fmt.Sprintf(" (left %s on the host: it could not be removed)", r.Left)
 		}
 		if r.Err == nil {
-			fmt.Fprintf(w, "remote %s: ok in %.1fs%s\n", name, r.Duration.Seconds(), left)
+			bin := ""
+			if !r.Copied {
+				bin = " (binary already there)"
+			}
+			fmt.Fprintf(w, "remote %s: ok in %.1fs%s%s\n", name, r.Duration.Seconds(), bin, left)
 			continue
 		}
 		failed++

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -298,5 +299,81 @@ resources:
 			t.Errorf("host %s still runs after the controller stopped: %s", h.name(), p)
 		}
 		h.noLeftovers(t)
+	}
+	mustContain(t, out.String(), "run failed: stopped by the controller")
+
+	// The controller killed outright: the sessions drop and the remote
+	// runs end with them (their directories stay: no one is left to
+	// remove them).
+	c = e.cmd(e.ctx, graph, "--remote", a.target("root"), "--remote", b.target("deploy"), "--remote-sudo", "--converged-timeout", "60")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 60*time.Second, "the runs on ia and ib", func() bool { return a.remoteProcs() != "" && b.remoteProcs() != "" })
+	c.Process.Kill()
+	c.Wait()
+	for _, h := range []*sshHost{a, b} {
+		wait.Until(t, 20*time.Second, func() bool { return h.remoteProcs() == "" },
+			func() string { return "the run on " + h.name() + " outlived its session: " + h.remoteProcs() })
+	}
+}
+
+// TestRemoteKeepAndInvalid: --remote-keep leaves the private directory
+// and puts the binary in the login's cache; the next run finds it there by
+// its sha256 and does not copy it, and removes only what it copied. An
+// invalid graph exits 2 before any connection is made.
+func TestRemoteKeepAndInvalid(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3*time.Minute)
+	a := e.startHost("pa")
+	e.trust(a)
+	bad := e.writeGraph("graph: bad\nresources:\n  file:\n  - name: f\n    path: relative/not/allowed\n", nil)
+	out, code := e.run(bad, "--remote", a.target("root"))
+	if code != 2 {
+		t.Errorf("invalid graph: exit %d, want 2", code)
+	}
+	mustContain(t, out, "graph.yaml:")
+	if strings.Contains(a.sshd.Output(), "Accepted publickey") || strings.Contains(out, "remote: ") {
+		t.Errorf("an invalid graph connected:\n%s", a.sshd.Output())
+	}
+	a.noLeftovers(t)
+
+	graph := e.writeGraph(fileGraph("/tmp/keep-test", "kept\n"), nil)
+	out, code = e.run(graph, "--remote", a.target("deploy"), "--remote-keep")
+	if code != 0 {
+		t.Fatalf("--remote-keep: exit %d", code)
+	}
+	left := a.leftovers()
+	var cached, private int
+	for _, l := range left {
+		switch {
+		case strings.HasPrefix(l, "/home/deploy/.cache/mgmt-remote/mgmt-"):
+			cached++
+		case strings.HasPrefix(l, "/tmp/mgmt-remote-"):
+			private++
+		}
+	}
+	if cached != 1 || private != 1 || len(left) != 2 {
+		t.Fatalf("after --remote-keep: %v, want the cached binary and one private directory", left)
+	}
+	out, code = e.run(graph, "--remote", a.target("deploy"))
+	if code != 0 {
+		t.Fatalf("second run: exit %d", code)
+	}
+	mustContain(t, out, "ok in", "(binary already there)")
+	if got := a.leftovers(); !slices.Equal(got, left) {
+		t.Errorf("the second run left %v, want what the first kept: %v", got, left)
+	}
+	// The cache is checked by hash: a changed binary there is not run.
+	for _, l := range left {
+		if strings.Contains(l, ".cache") {
+			if err := os.WriteFile(filepath.Join(a.h.Root(), l), []byte("#!/bin/sh\nexit 0\n"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out, code = e.run(graph, "--remote", a.target("deploy"))
+	if code != 0 || strings.Contains(out, "(binary already there)") {
+		t.Errorf("a tampered cached binary was used (exit %d)", code)
 	}
 }
