@@ -27,7 +27,7 @@ import (
 // explicit key and known_hosts file, and no SSH agent. This machine's own
 // ~/.ssh and sshd are never used.
 type env struct {
-	t          *testing.T
+	t          testing.TB
 	ctx        context.Context
 	n          *testhost.Network
 	ns         string // the controller's netns
@@ -38,7 +38,7 @@ type env struct {
 	mgmt       string
 }
 
-func newEnv(t *testing.T, timeout time.Duration) *env {
+func newEnv(t testing.TB, timeout time.Duration) *env {
 	testhost.Require(t)
 	testhost.RequireTools(t, "ip", "/usr/sbin/sshd", "sudo")
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
@@ -60,7 +60,7 @@ func newEnv(t *testing.T, timeout time.Duration) *env {
 }
 
 // newKey is a fresh ed25519 key and its OpenSSH private key file.
-func newKey(t *testing.T) (ssh.Signer, []byte) {
+func newKey(t testing.TB) (ssh.Signer, []byte) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -101,8 +101,13 @@ LogLevel VERBOSE
 `
 
 func (e *env) startHost(name string) *sshHost {
+	return e.startHostWith(testhost.Options{Name: name})
+}
+
+func (e *env) startHostWith(opts testhost.Options) *sshHost {
 	t := e.t
-	s := &sshHost{e: e, h: e.n.StartT(t, testhost.Options{Name: name})}
+	name := opts.Name
+	s := &sshHost{e: e, h: e.n.StartT(t, opts)}
 	// "*": no password, yet not locked ("!"), which sshd without PAM refuses.
 	if _, err := s.h.Run(e.ctx, "useradd", "--create-home", "--shell", "/bin/sh", "--password", "*", "deploy"); err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ type report struct {
 	Changed int    `json:"changed"`
 }
 
-func readReport(t *testing.T, file string) report {
+func readReport(t testing.TB, file string) report {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {
