@@ -108,7 +108,10 @@ func (r *remoteFlags) run(cmd *cobra.Command, cfg agent.Config, convergedTimeout
 	// Everything is checked before anything is copied anywhere.
 	ctx, stop := signalContext(log)
 	defer stop()
-	yg, _, err := agent.Load(ctx, cfg.File, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	// Compiling asks this host for automatic edges (PackageKit's file
+	// lists, say); its warnings are about this host, not the targets,
+	// which log their own: only errors are shown.
+	yg, _, err := agent.Load(ctx, cfg.File, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	if err != nil {
 		return err
 	}

@@ -31,10 +31,16 @@ resources:
     content: "managed 3\n"
   pkg:
   - name: mgmt-test-svc
+    allowunsupported: true # the local repository's packages are unsigned
   svc:
   - name: mgmt-test-svc
     state: running
     startup: enabled
+edges:
+# PackageKit lists no files of a package not yet installed from a local
+# flat repository, so the automatic edge is not found: say it.
+- from: {kind: pkg, name: mgmt-test-svc}
+  to: {kind: svc, name: mgmt-test-svc}
 `
 
 const benchPlaybook = `- hosts: all
@@ -67,8 +73,9 @@ func BenchmarkRemoteVsAnsible(b *testing.B) {
 	testhost.RequireTools(b, "ansible-playbook", "ssh")
 	repo := testrepo.BuildT(b)
 	var mFirst, mCheck, aFirst, aCheck time.Duration
-	for b.Loop() {
-		b.StopTimer()
+	// The timer runs only around the tools' runs (not the hosts' boots).
+	b.StopTimer()
+	for range b.N {
 		f, c := benchMgmt(b, repo)
 		mFirst, mCheck = mFirst+f, mCheck+c
 		f, c = benchAnsible(b, repo)
