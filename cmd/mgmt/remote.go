@@ -164,7 +164,7 @@ func (r *remoteFlags) run(cmd *cobra.Command, cfg agent.Config, convergedTimeout
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				results[i] = remote.Result{Target: t, Err: &remote.Error{Host: t.Name(), Stage: remote.StageConnect, Err: ctx.Err()}}
+				results[i] = remote.Result{Target: t, Err: &remote.Error{Host: t.Name(), Stage: remote.StageConnect, Err: fmt.Errorf("not started: %w", remote.ErrInterrupted)}}
 				return
 			}
 			defer func() { <-sem }()

@@ -139,7 +139,8 @@ func TestRemoteHostKeys(t *testing.T) {
 // TestRemoteExportsBetweenThree runs examples/graph3.yaml on three hosts
 // from one controller: each reaches the controller's embedded etcd through
 // a unix socket forwarded over its own SSH connection, so each ends with
-// the exported files of the other two. No TCP port is opened on the hosts.
+// the exported files of the other two. The logins are a user's, the runs
+// root's (--remote-sudo). No TCP port is opened on the hosts.
 func TestRemoteExportsBetweenThree(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 3*time.Minute)
@@ -151,8 +152,10 @@ func TestRemoteExportsBetweenThree(t *testing.T) {
 			t.Fatal(err)
 		}
 		hosts = append(hosts, h)
-		args = append(args, "--remote", h.target("root"))
+		args = append(args, "--remote", h.target("deploy"))
 	}
+	// Through sudo: root's run uses the socket sshd made for deploy.
+	args = append(args, "--remote-sudo")
 	e.trust(hosts...)
 	g, err := os.ReadFile(filepath.Join("..", "..", "examples", "graph3.yaml"))
 	if err != nil {
