@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,9 @@ type Job struct {
 	// host's own SSH connection. The run is then given that socket as
 	// --seeds, with --no-server.
 	Tunnel func(ctx context.Context) (net.Conn, error)
+	// OK lists the exit statuses besides 0 that are a success (mgmt run's
+	// 4 under --detailed-exitcodes: something changed, or would have).
+	OK []int
 	// Sudo runs the remote command with `sudo -n` (a non-root login).
 	Sudo bool
 	// Keep leaves the private directory (and a cached binary) on the host.
@@ -100,6 +104,7 @@ type Result struct {
 	Copied   bool   // the binary was copied (not found already there)
 	Report   []byte // the run's --report, when asked for and written
 	Left     string // the private directory, when it could not be removed
+	Status   int    // the remote run's exit status, when it was one of Job.OK
 	Duration time.Duration
 }
 
@@ -143,7 +148,10 @@ func Run(ctx context.Context, t Target, auth *Auth, job Job) (res Result) {
 		return fail(StageCopy, err)
 	}
 	res.Dir, res.Copied = s.dir, s.copied
-	if err := s.run(ctx); err != nil {
+	var ee *ExitError
+	if err := s.run(ctx); errors.As(err, &ee) && slices.Contains(job.OK, ee.Status) {
+		res.Status = ee.Status
+	} else if err != nil {
 		return fail(StageRun, err)
 	}
 	if job.Report {

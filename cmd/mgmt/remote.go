@@ -64,7 +64,7 @@ func (r *remoteFlags) run(cmd *cobra.Command, cfg agent.Config, convergedTimeout
 	if err != nil {
 		return err
 	}
-	for _, f := range []string{"hostname", "prefix", "graphviz", "graphviz-filter", "prometheus-listen", "cpu-profile", "no-watch",
+	for _, f := range []string{"from-cluster", "hostname", "prefix", "graphviz", "graphviz-filter", "prometheus-listen", "cpu-profile", "no-watch",
 		"no-server", "client-urls", "server-urls", "advertise-client-urls", "advertise-server-urls", "ideal-cluster-size"} {
 		if cmd.Flags().Changed(f) {
 			return &usageError{fmt.Sprintf("run: --%s does not go with --remote: each host runs a one-shot with its own name, facts and private directory (see docs/remote.md)", f)}
@@ -134,6 +134,10 @@ func (r *remoteFlags) run(cmd *cobra.Command, cfg agent.Config, convergedTimeout
 	if cfg.Noop {
 		args = append(args, "--noop")
 	}
+	detailed, _ := cmd.Flags().GetBool("detailed-exitcodes")
+	if detailed {
+		args = append(args, "--detailed-exitcodes")
+	}
 	for _, l := range labelArgs {
 		args = append(args, "--label", l)
 	}
@@ -142,7 +146,7 @@ func (r *remoteFlags) run(cmd *cobra.Command, cfg agent.Config, convergedTimeout
 	}
 	job := remote.Job{
 		Binary: bin, Bundle: bundle, Args: args, Report: cfg.Report != "",
-		Sudo: r.sudo, Keep: r.keep, KeepAlive: r.keepAlive,
+		Sudo: r.sudo, Keep: r.keep, KeepAlive: r.keepAlive, OK: []int{exitChanges},
 		Log: os.Stderr, Logger: log,
 	}
 	if needsCluster(yg) {
@@ -172,7 +176,7 @@ func (r *remoteFlags) run(cmd *cobra.Command, cfg agent.Config, convergedTimeout
 		})
 	}
 	wg.Wait()
-	return summarize(os.Stderr, results, cfg.Report)
+	return summarize(os.Stderr, results, cfg.Report, cfg.Noop)
 }
 
 // needsCluster: the graph exports or collects resources, on some host.
@@ -243,8 +247,8 @@ func freePorts(n int) ([]int, error) {
 
 // summarize prints a line per host, writes the reports (FILE.HOST) and
 // is a *failedError when any host failed.
-func summarize(w io.Writer, results []remote.Result, report string) error {
-	failed := 0
+func summarize(w io.Writer, results []remote.Result, report string, noop bool) error {
+	failed, changed := 0, 0
 	for _, r := range results {
 		name := r.Target.Name()
 		if r.Report != nil && report != "" {
@@ -257,11 +261,18 @@ func summarize(w io.Writer, results []remote.Result, report string) error {
 			left = fmt.Sprintf(" (left %s on the host: it could not be removed)", r.Left)
 		}
 		if r.Err == nil {
-			bin := ""
-			if !r.Copied {
-				bin = " (binary already there)"
+			note := ""
+			if r.Status == exitChanges {
+				changed++
+				note = " (changed something)"
+				if noop {
+					note = " (would change something)"
+				}
 			}
-			fmt.Fprintf(w, "remote %s: ok in %.1fs%s%s\n", name, r.Duration.Seconds(), bin, left)
+			if !r.Copied {
+				note += " (binary already there)"
+			}
+			fmt.Fprintf(w, "remote %s: ok in %.1fs%s%s\n", name, r.Duration.Seconds(), note, left)
 			continue
 		}
 		failed++
@@ -271,7 +282,34 @@ func summarize(w io.Writer, results []remote.Result, report string) error {
 	if failed > 0 {
 		return &failedError{fmt.Errorf("%d of %d remote hosts failed", failed, len(results))}
 	}
+	if changed > 0 {
+		return &hostsChangedError{hosts: changed, noop: noop}
+	}
 	return nil
+}
+
+// hostsChangedError is --detailed-exitcodes' status 4 for remote runs:
+// hosts, not resources, are counted.
+type hostsChangedError struct {
+	hosts int
+	noop  bool
+}
+
+func (e *hostsChangedError) Error() string {
+	verb := "changed something"
+	if e.noop {
+		verb = "would change something"
+	}
+	return fmt.Sprintf("%d remote host(s) %s (--detailed-exitcodes: exit status %d)", e.hosts, verb, exitChanges)
+}
+
+// As makes it a *changesError to exitCode: the same status 4.
+func (e *hostsChangedError) As(target any) bool {
+	if p, ok := target.(**changesError); ok {
+		*p = &changesError{n: e.hosts, noop: e.noop}
+		return true
+	}
+	return false
 }
 
 // remoteRunCmd is what the controller runs on each host: it unpacks the

@@ -37,9 +37,10 @@ func readReport(t testing.TB, file string) report {
 
 // TestRemoteKeyLoginNoopSudo: a root login and a non-root one with
 // --remote-sudo. --noop first changes nothing on either and reports what it
-// would; the real run then creates the file (as root, through sudo), the
+// would (--detailed-exitcodes: 4); the real run then creates the file (as root, through sudo), the
 // reports come back as FILE.HOST with each host's own name, the log lines
-// are prefixed with the host, and nothing is left in /tmp or a cache.
+// are prefixed with the host, and nothing is left in /tmp or a cache; a
+// check run then exits 0 with --detailed-exitcodes.
 func TestRemoteKeyLoginNoopSudo(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 3*time.Minute)
@@ -57,10 +58,11 @@ func TestRemoteKeyLoginNoopSudo(t *testing.T) {
 		{a, []string{"--remote", a.target("root")}},
 		{b, []string{"--remote", b.target("deploy"), "--remote-sudo"}},
 	} {
-		out, code := e.run(graph, append(c.args, "--noop", "--report", rep)...)
-		if code != 0 {
-			t.Fatalf("--noop on %s: exit %d", c.h.name(), code)
+		out, code := e.run(graph, append(c.args, "--noop", "--detailed-exitcodes", "--report", rep)...)
+		if code != 4 {
+			t.Fatalf("--noop --detailed-exitcodes on %s: exit %d, want 4 (would change)", c.h.name(), code)
 		}
+		mustContain(t, out, "ok in", "(would change something)")
 		if _, err := os.Stat(filepath.Join(c.h.h.Root(), target)); !os.IsNotExist(err) {
 			t.Errorf("--noop created %s on %s: %v", target, c.h.name(), err)
 		}
@@ -69,7 +71,7 @@ func TestRemoteKeyLoginNoopSudo(t *testing.T) {
 			t.Errorf("--noop report of %s: %+v, want host %s, ok, nothing changed", c.h.name(), r, c.h.name())
 		}
 		// The remote log, each line prefixed with the host.
-		mustContain(t, out, "\n"+c.h.h.Addr()+": time=", `msg="would change (noop)" res=file[f]`, "remote "+c.h.h.Addr()+": ok")
+		mustContain(t, out, "\n"+c.h.h.Addr()+": time=", `msg="would change" res=file[f] property=state from=absent to=file`, "remote "+c.h.h.Addr()+": ok")
 		c.h.noLeftovers(t)
 
 		out, code = e.run(graph, append(c.args, "--report", rep)...)
@@ -89,6 +91,10 @@ func TestRemoteKeyLoginNoopSudo(t *testing.T) {
 		}
 		mustContain(t, out, "remote: 1 hosts, 1 ok, 0 failed")
 		c.h.noLeftovers(t)
+		// Nothing left to do: --detailed-exitcodes says 0.
+		if _, code := e.run(graph, append(c.args, "--detailed-exitcodes")...); code != 0 {
+			t.Errorf("check run on %s: exit %d, want 0", c.h.name(), code)
+		}
 	}
 }
 
