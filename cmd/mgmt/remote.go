@@ -22,7 +22,6 @@ import (
 	"github.com/mgmtconfig/mgmt/deploy"
 	"github.com/mgmtconfig/mgmt/etcd"
 	"github.com/mgmtconfig/mgmt/remote"
-	"github.com/mgmtconfig/mgmt/yamlgraph"
 	"github.com/spf13/cobra"
 )
 
@@ -149,7 +148,7 @@ func (r *remoteFlags) run(cmd *cobra.Command, cfg agent.Config, convergedTimeout
 		Sudo: r.sudo, Keep: r.keep, KeepAlive: r.keepAlive, OK: []int{exitChanges},
 		Log: os.Stderr, Logger: log,
 	}
-	if needsCluster(yg) {
+	if agent.NeedsCluster(yg) {
 		addr, stopEtcd, err := controllerEtcd(ctx, client.seeds, log)
 		if err != nil {
 			return &failedError{err}
@@ -177,19 +176,6 @@ func (r *remoteFlags) run(cmd *cobra.Command, cfg agent.Config, convergedTimeout
 	}
 	wg.Wait()
 	return summarize(os.Stderr, results, cfg.Report, cfg.Noop)
-}
-
-// needsCluster: the graph exports or collects resources, on some host.
-func needsCluster(yg *yamlgraph.Graph) bool {
-	if len(yg.Collect) > 0 {
-		return true
-	}
-	for _, v := range yg.Vertices {
-		if v.Exported {
-			return true
-		}
-	}
-	return false
 }
 
 // controllerEtcd is the etcd the remote runs reach through their tunnels:

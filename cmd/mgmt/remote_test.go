@@ -21,6 +21,8 @@ func TestRunRemoteInput(t *testing.T) {
 	os.WriteFile(good, []byte("resources: {noop: [{name: a}]}\n"), 0o644)
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("resources: {nosuchkind: [{name: a}]}\n"), 0o644)
+	kv := filepath.Join(dir, "kv.yaml")
+	os.WriteFile(kv, []byte("resources:\n  kv: [{name: k, value: v}]\n"), 0o644)
 	hosts := filepath.Join(dir, "hosts")
 	os.WriteFile(hosts, []byte("# fleet\nweb1\nftp://web2\n"), 0o644)
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
@@ -43,6 +45,9 @@ func TestRunRemoteInput(t *testing.T) {
 		{[]string{"--file", good, "--remote", "a", "--remote-parallel", "0"}, exitInvalid, "at least 1"},
 		{[]string{"--file", bad, "--remote", "ssh://root@127.0.0.1:1"}, exitInvalid, "bad.yaml:1:"},
 		{[]string{"--file", good, "--remote", "ssh://root@127.0.0.1:1"}, exitFailed, "remote 127.0.0.1:1: FAILED: 127.0.0.1:1: unreachable"},
+		// A kv needs the cluster as exports do: the controller starts the
+		// etcd the hosts reach through their tunnels.
+		{[]string{"--file", kv, "--remote", "ssh://root@127.0.0.1:1"}, exitFailed, "etcd for the remote hosts' exports"},
 	} {
 		code, out := capture(t, append(append([]string{"run"}, c.args...), common...)...)
 		if code != c.code || !strings.Contains(out, c.want) {
