@@ -53,6 +53,10 @@ func needsCluster(yg *yamlgraph.Graph) bool {
 	return false
 }
 
+// NeedsCluster reports whether a graph exchanges anything through the
+// cluster (needsCluster): `run --remote` gives such a graph its etcd.
+func NeedsCluster(yg *yamlgraph.Graph) bool { return needsCluster(yg) }
+
 // cluster is the agent's embedded server (if any) and its client.
 type cluster struct {
 	agent     *etcd.Agent

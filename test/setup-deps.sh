@@ -1,7 +1,9 @@
 #!/bin/bash
 # setup-deps.sh installs, on a Debian 12 machine, what the test hosts of
 # test/testhost need (systemd, D-Bus, PackageKit with its apt backend, polkit,
-# util-linux, iproute2, ping, dpkg-dev), lintian for the package test, and Graphviz for the DOT test. It is idempotent: it installs only
+# util-linux, iproute2, ping, dpkg-dev), lintian for the package test, Graphviz
+# for the DOT test, and sshd and sudo for the --remote tests (run only inside
+# test hosts). It is idempotent: it installs only
 # the packages that are missing, and runs `apt-get update` once, only then.
 # Run it as root before `go test ./...` on a fresh machine (CI does).
 set -euo pipefail
@@ -20,6 +22,8 @@ PKGS=(
 	dpkg-dev         # dpkg-scanpackages, to index the local test repository; dpkg-shlibdeps for make deb
 	lintian          # test/deb checks the package make deb builds
 	graphviz         # dot, for pgraph's DOT test (make deps runs this script)
+	openssh-server   # sshd, started only inside test hosts for the --remote tests
+	sudo             # --remote-sudo, inside test hosts
 )
 
 if [ "$(id -u)" != 0 ]; then

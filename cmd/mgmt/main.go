@@ -49,7 +49,7 @@ func run(args []string) int {
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCmd(), validateCmd(), factsCmd(), deployCmd(), statusCmd())
-	root.AddCommand(gendocsCmd())
+	root.AddCommand(gendocsCmd(), remoteRunCmd())
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
@@ -119,6 +119,7 @@ func runCmd() *cobra.Command {
 	var promListen string
 	var labelArgs []string
 	var detailed bool
+	var rem remoteFlags
 	cmd := &cobra.Command{
 		Use:   "run (--file GRAPH.yaml | --from-cluster [--seeds URL])",
 		Short: "Run a graph: apply it, then keep it applied",
@@ -143,6 +144,10 @@ func runCmd() *cobra.Command {
 				return &usageError{"run: --file and --from-cluster: give one: --from-cluster runs the deploys stored in the cluster"}
 			case !cfg.FromCluster && cfg.File == "":
 				return &usageError{"run: --file (or --from-cluster) is required"}
+			}
+			if rem.wanted() { // on other hosts, over SSH: remote.go
+				ran = true
+				return rem.run(cmd, cfg, convergedTimeout, logLevel, labelArgs, client)
 			}
 			log, err := newLogger(logLevel)
 			if err != nil {
@@ -218,6 +223,7 @@ func runCmd() *cobra.Command {
 	f.StringSliceVar(&cc.AdvertiseServerURLs, "advertise-server-urls", nil, "peer URLs other members reach this server at (default: --server-urls)")
 	f.IntVar(&cc.IdealClusterSize, "ideal-cluster-size", 0, "let the agents choose up to N of them to run etcd members, replacing members that die (0: off)")
 	client.define(cmd)
+	rem.define(cmd)
 	return cmd
 }
 
