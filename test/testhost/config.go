@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/bits"
+	"os"
 	"path"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,7 +56,7 @@ AllowIsolate=yes
 // prepare writes the host's own configuration into its overlay (or its
 // fresh /dev) through its root, after verify and before systemd starts.
 func (h *Host) prepare(opts Options) error {
-	if err := h.makeDev(); err != nil {
+	if err := h.makeDev(opts.Loop); err != nil {
 		return err
 	}
 	files := []struct {
@@ -153,9 +157,12 @@ func (h *Host) readDirNames(dir string, keep func(fs.DirEntry) bool) ([]string, 
 	return names, nil
 }
 
+// loopNodes is how many /dev/loopN nodes a host with Options.Loop gets.
+const loopNodes = 64
+
 // makeDev fills the host's fresh /dev (a tmpfs of its own) with the few
-// device nodes and links a container has.
-func (h *Host) makeDev() error {
+// device nodes and links a container has, and with loop, the loop nodes.
+func (h *Host) makeDev(loop bool) error {
 	dev, err := h.inRoot("/dev", unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return err
@@ -177,6 +184,44 @@ func (h *Host) makeDev() error {
 	} {
 		if err := unix.Symlinkat(target, fd, name); err != nil {
 			return fmt.Errorf("testhost: /dev/%s: %w", name, err)
+		}
+	}
+	if loop {
+		return makeLoopNodes(fd)
+	}
+	return nil
+}
+
+// makeLoopNodes makes /dev/loop-control and the /dev/loopN nodes, 0600,
+// in the host's /dev (fd), leaving out the devices the machine has attached
+// now (their /sys/block/loopN/loop/backing_file exists), so that a host
+// cannot open what the machine uses through them.
+func makeLoopNodes(fd int) error {
+	mk := func(name string, mode uint32, major, minor uint32) error {
+		if err := unix.Mknodat(fd, name, mode|0o600, int(unix.Mkdev(major, minor))); err != nil {
+			return fmt.Errorf("testhost: mknod /dev/%s: %w", name, err)
+		}
+		if err := unix.Fchmodat(fd, name, 0o600, 0); err != nil {
+			return fmt.Errorf("testhost: chmod /dev/%s: %w", name, err)
+		}
+		return nil
+	}
+	if err := mk("loop-control", unix.S_IFCHR, 10, 237); err != nil {
+		return err
+	}
+	// With the module's max_part, each device has 2^fls(max_part) minors.
+	shift := 0
+	if b, err := os.ReadFile("/sys/module/loop/parameters/max_part"); err == nil {
+		if mp, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && mp > 0 {
+			shift = bits.Len(uint(mp))
+		}
+	}
+	for n := range uint32(loopNodes) {
+		if _, err := os.Stat(fmt.Sprintf("/sys/block/loop%d/loop/backing_file", n)); err == nil {
+			continue
+		}
+		if err := mk(fmt.Sprintf("loop%d", n), unix.S_IFBLK, 7, n<<shift); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -67,6 +67,12 @@ type Options struct {
 	LogLevel string
 	// Logger receives one line per state change; default slog.Default().
 	Logger *slog.Logger
+	// Loop gives the host's /dev the loop-control node and the block nodes
+	// /dev/loop0../dev/loop63, for tests of what loop devices hold (the
+	// mount resource's). Loop devices are the kernel's, shared with the
+	// machine: the nodes of those attached when the host boots are left
+	// out, and a test must detach every device it attaches.
+	Loop bool
 
 	addr string // set by Network.Start: the host's address on the bridge
 }
