@@ -11,6 +11,7 @@ import (
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/resources/restest"
+	"github.com/mgmtconfig/mgmt/test/skip"
 	"github.com/mgmtconfig/mgmt/test/testhost"
 	"github.com/mgmtconfig/mgmt/yamlgraph"
 	"golang.org/x/sys/unix"
@@ -103,13 +104,25 @@ func inHost(t testing.TB) bool {
 
 func runInHost(t testing.TB, args ...string) string {
 	t.Helper()
-	h := testhost.StartT(t, testhost.Options{})
+	return runInHostWith(t, testhost.Options{}, nil, args...)
+}
+
+// runInHostWith is runInHost with the host's options and more of the
+// child's environment; MGMT_REQUIRE_TESTHOSTS is passed on, so that a need
+// missing inside fails the test there too.
+func runInHostWith(t testing.TB, opts testhost.Options, env []string, args ...string) string {
+	t.Helper()
+	h := testhost.StartT(t, opts)
 	bin, err := h.InstallBinary(os.Args[0], "mount.test")
 	must(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := h.Command(ctx, append([]string{bin, "-test.count=1", "-test.v"}, args...)...)
 	cmd.Env = append(cmd.Env, childEnv+"="+mntns(t))
+	if v, ok := os.LookupEnv(skip.Env); ok {
+		cmd.Env = append(cmd.Env, skip.Env+"="+v)
+	}
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("in the test host: %v\n%s", err, out)
