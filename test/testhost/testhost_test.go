@@ -487,3 +487,41 @@ func BenchmarkBootStop(b *testing.B) {
 	b.ReportMetric(float64(mem.PSS)/(1<<20), "PSS-MB")
 	b.ReportMetric(float64(mem.Tmpfs)/(1<<20), "tmpfs-MB")
 }
+
+// TestLoopNodes: a host's /dev has loop nodes only with Options.Loop:
+// loop-control, and a block node for every loop device the machine has not
+// attached (none for one it has).
+func TestLoopNodes(t *testing.T) {
+	plain := StartT(t, Options{})
+	if got := mustRun(t, plain, "sh", "-c", "ls /dev | grep -c '^loop' || true"); got != "0\n" {
+		t.Errorf("a host without Loop has %s loop nodes", strings.TrimSpace(got))
+	}
+	h := StartT(t, Options{Loop: true})
+	if got := mustRun(t, h, "stat", "-c", "%F %t:%T %a", "/dev/loop-control"); got != "character special file a:ed 600\n" {
+		t.Errorf("/dev/loop-control: %q", got)
+	}
+	out := mustRun(t, h, "sh", "-c", "stat -c '%n %F %t:%T' /dev/loop[0-9]*")
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		name, rest, _ := strings.Cut(l, " ")
+		got[name] = rest
+	}
+	for n := range loopNodes {
+		name := fmt.Sprintf("/dev/loop%d", n)
+		if _, err := os.Stat(fmt.Sprintf("/sys/block/loop%d/loop/backing_file", n)); err == nil {
+			continue // attached now; it may have been attached after the host booted
+		}
+		want := "block special file 7:" // the minor: as the machine's node has it, if it has one
+		if b, err := os.ReadFile(fmt.Sprintf("/sys/block/loop%d/dev", n)); err == nil {
+			var major, minor int
+			fmt.Sscanf(string(b), "%d:%d", &major, &minor)
+			want = fmt.Sprintf("block special file %x:%x", major, minor)
+		}
+		if !strings.HasPrefix(got[name], want) {
+			t.Errorf("%s: %q, want %q", name, got[name], want)
+		}
+	}
+	if len(got) > loopNodes {
+		t.Errorf("%d loop nodes, want at most %d", len(got), loopNodes)
+	}
+}
