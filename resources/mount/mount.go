@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/fswatch"
@@ -117,9 +118,9 @@ var fstabOnly = []string{"defaults", "auto", "noauto", "nofail", "user", "users"
 func (r *Mount) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	blank := func(s string) bool { return s == "" || strings.ContainsAny(s, " \t\n\x00") }
+	blank := func(s string) bool { return s == "" || hasBlank(s) }
 	switch {
-	case r.Mountpoint == "" || strings.ContainsAny(r.Mountpoint, " \t\n\x00") || !filepath.IsAbs(r.Mountpoint):
+	case blank(r.Mountpoint) || !filepath.IsAbs(r.Mountpoint):
 		bad("mountpoint: %q is invalid: want an absolute path without blanks, e.g. /mnt/data (or the resource's name)", r.Mountpoint)
 	case filepath.Clean(r.Mountpoint) == "/":
 		bad("mountpoint: / cannot be managed")
@@ -140,7 +141,7 @@ func (r *Mount) Validate() error {
 		}
 	}
 	for _, o := range r.Options {
-		if o == "" || strings.ContainsAny(o, " \t\n\x00,") {
+		if blank(o) || strings.Contains(o, ",") {
 			bad("options: %q is invalid: want options without blanks, e.g. rw,noatime,size=16m", o)
 		}
 	}
@@ -151,6 +152,12 @@ func (r *Mount) Validate() error {
 		bad("freq, passno: %d, %d: want freq >= 0 and passno 0, 1 or 2", r.Freq, r.PassNo)
 	}
 	return errors.Join(errs...)
+}
+
+// hasBlank: s holds what would split an fstab or mountinfo field (any
+// Unicode space, as strings.Fields and the kernel's readers see them) or a NUL.
+func hasBlank(s string) bool {
+	return strings.IndexFunc(s, unicode.IsSpace) >= 0 || strings.ContainsRune(s, 0)
 }
 
 // Init has nothing to prepare: the engine logs the changes CheckApply
