@@ -68,6 +68,11 @@ type Engine struct {
 	busy      int
 	quiet     bool     // converged, or nothing more can happen: the converged clock runs
 	gone      []Report // what removed vertices did, for the summary
+	// workers counts the worker goroutines holding a slot (at most
+	// maxWorkers); queue holds the poked vertices waiting for one, in the
+	// order they were poked.
+	workers int
+	queue   []*node
 
 	wake chan struct{} // one slot: a state changed, the tracker looks again
 
@@ -278,7 +283,51 @@ func (e *Engine) pokeLocked(n *node) {
 		n.again = true
 	default:
 		n.working = true
-		go e.work(n)
+		e.queue = append(e.queue, n)
+		e.spawnLocked()
+	}
+}
+
+// maxWorkers bounds the worker goroutines that hold a slot. A graph of
+// 10,000 vertices otherwise starts 10,000 workers at once (its first pass
+// pokes every vertex), each with a stack of 4 to 8 KiB: 80 MB for checks
+// that two CPUs run a few at a time anyway.
+const maxWorkers = 64
+
+// slowCheck is how long a pass may hold its worker's slot. A check that
+// blocks longer (a command, a download, a rate limit, a semaphore) gives its
+// slot up, so that a slow vertex never delays another's check by more than
+// this: checks still run in parallel however many block.
+const slowCheck = 10 * time.Millisecond
+
+// worker is one worker goroutine; slot says whether it still counts
+// against maxWorkers (guarded by Engine.mu).
+type worker struct{ slot bool }
+
+// spawnLocked starts workers for the queued vertices while slots are free.
+func (e *Engine) spawnLocked() {
+	for e.workers < maxWorkers && len(e.queue) > 0 {
+		e.workers++
+		go e.work(&worker{slot: true}, e.popLocked())
+	}
+}
+
+func (e *Engine) popLocked() *node {
+	n := e.queue[0]
+	e.queue[0] = nil
+	e.queue = e.queue[1:]
+	if len(e.queue) == 0 {
+		e.queue = nil // let the backing array go
+	}
+	return n
+}
+
+// releaseLocked gives w's slot to the next queued vertex.
+func (e *Engine) releaseLocked(w *worker) {
+	if w.slot {
+		w.slot = false
+		e.workers--
+		e.spawnLocked()
 	}
 }
 
@@ -417,10 +466,10 @@ func (e *Engine) newNode(v *Vertex) *node {
 }
 
 // start starts n's goroutine, which runs Init and then Watch until ctx
-// ends. Check-and-apply runs on a worker goroutine started when the vertex
-// is poked and gone when it is idle, so a converged vertex costs one
-// goroutine. The resource is closed once Watch has returned and no worker
-// is left.
+// ends. Check-and-apply runs on a worker goroutine when the vertex is poked
+// (see maxWorkers), and none is left once the graph is idle, so a converged
+// vertex costs one goroutine. The resource is closed once Watch has
+// returned and no worker is left.
 func (e *Engine) start(ctx context.Context, n *node) {
 	ctx, n.cancel = context.WithCancel(ctx)
 	n.ctx = ctx
@@ -486,9 +535,17 @@ func (e *Engine) awaitStuck(n *node) {
 }
 
 // work runs process until no poke is left, then ends.
-func (e *Engine) work(n *node) {
+// work runs process for n, again while n is poked meanwhile, then for the
+// queued vertices while w holds its slot.
+func (e *Engine) work(w *worker, n *node) {
 	for {
+		slow := time.AfterFunc(slowCheck, func() {
+			e.mu.Lock()
+			e.releaseLocked(w)
+			e.mu.Unlock()
+		})
 		e.process(n.ctx, n)
+		slow.Stop()
 		e.mu.Lock()
 		if n.again && !n.stopped {
 			n.again = false
@@ -500,6 +557,12 @@ func (e *Engine) work(n *node) {
 			close(n.idle)
 			n.idle = nil
 		}
+		if w.slot && len(e.queue) > 0 {
+			n = e.popLocked()
+			e.mu.Unlock()
+			continue
+		}
+		e.releaseLocked(w)
 		e.mu.Unlock()
 		return
 	}
