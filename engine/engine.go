@@ -448,10 +448,10 @@ func (e *Engine) apply() {
 }
 
 func (e *Engine) newNode(v *Vertex) *node {
-	log := e.log.With("res", v.String())
+	log := slog.New(resHandler{e.log.Handler(), v})
 	resLog := log
 	if v.Meta.Sensitive {
-		resLog = slog.New(maskHandler{e.log.Handler()}).With("res", v.String())
+		resLog = slog.New(resHandler{maskHandler{e.log.Handler()}, v})
 	}
 	return &node{
 		v:       v,
