@@ -57,6 +57,8 @@ fixtures: $(ETCD34)
 
 test: deps fixtures vet build fuzz
 	MGMT_TEST_ETCD_BINARY=$(ETCD34) $(GO) test $(RACE) -count=1 -timeout $(TESTTIME) ./...
+	# what the race detector's larger frames cannot show: an idle vertex's stack
+	$(GO) test -count=1 -run '^TestIdleVertexStack$$' ./engine/
 
 # Each fuzz target for FUZZTIME (go test fuzzes one target at a time). A
 # crash is written to the package's testdata/fuzz/FuzzXxx/: commit it and it

@@ -68,6 +68,11 @@ type Engine struct {
 	busy      int
 	quiet     bool     // converged, or nothing more can happen: the converged clock runs
 	gone      []Report // what removed vertices did, for the summary
+	// workers counts the worker goroutines holding a slot (at most
+	// maxWorkers); queue holds the poked vertices waiting for one, in the
+	// order they were poked.
+	workers int
+	queue   []*node
 
 	wake chan struct{} // one slot: a state changed, the tracker looks again
 
@@ -278,7 +283,51 @@ func (e *Engine) pokeLocked(n *node) {
 		n.again = true
 	default:
 		n.working = true
-		go e.work(n)
+		e.queue = append(e.queue, n)
+		e.spawnLocked()
+	}
+}
+
+// maxWorkers bounds the worker goroutines that hold a slot. A graph of
+// 10,000 vertices otherwise starts 10,000 workers at once (its first pass
+// pokes every vertex), each with a stack of 4 to 8 KiB: 80 MB for checks
+// that two CPUs run a few at a time anyway.
+const maxWorkers = 64
+
+// slowCheck is how long a pass may hold its worker's slot. A check that
+// blocks longer (a command, a download, a rate limit, a semaphore) gives its
+// slot up, so that a slow vertex never delays another's check by more than
+// this: checks still run in parallel however many block.
+const slowCheck = 10 * time.Millisecond
+
+// worker is one worker goroutine; slot says whether it still counts
+// against maxWorkers (guarded by Engine.mu).
+type worker struct{ slot bool }
+
+// spawnLocked starts workers for the queued vertices while slots are free.
+func (e *Engine) spawnLocked() {
+	for e.workers < maxWorkers && len(e.queue) > 0 {
+		e.workers++
+		go e.work(&worker{slot: true}, e.popLocked())
+	}
+}
+
+func (e *Engine) popLocked() *node {
+	n := e.queue[0]
+	e.queue[0] = nil
+	e.queue = e.queue[1:]
+	if len(e.queue) == 0 {
+		e.queue = nil // let the backing array go
+	}
+	return n
+}
+
+// releaseLocked gives w's slot to the next queued vertex.
+func (e *Engine) releaseLocked(w *worker) {
+	if w.slot {
+		w.slot = false
+		e.workers--
+		e.spawnLocked()
 	}
 }
 
@@ -399,10 +448,10 @@ func (e *Engine) apply() {
 }
 
 func (e *Engine) newNode(v *Vertex) *node {
-	log := e.log.With("res", v.String())
+	log := slog.New(resHandler{e.log.Handler(), v})
 	resLog := log
 	if v.Meta.Sensitive {
-		resLog = slog.New(maskHandler{e.log.Handler()}).With("res", v.String())
+		resLog = slog.New(resHandler{maskHandler{e.log.Handler()}, v})
 	}
 	return &node{
 		v:       v,
@@ -417,58 +466,76 @@ func (e *Engine) newNode(v *Vertex) *node {
 }
 
 // start starts n's goroutine, which runs Init and then Watch until ctx
-// ends. Check-and-apply runs on a worker goroutine started when the vertex
-// is poked and gone when it is idle, so a converged vertex costs one
-// goroutine. The resource is closed once Watch has returned and no worker
-// is left.
+// ends. Check-and-apply runs on a worker goroutine when the vertex is poked
+// (see maxWorkers), and none is left once the graph is idle, so a converged
+// vertex costs one goroutine. The resource is closed once Watch has
+// returned and no worker is left.
 func (e *Engine) start(ctx context.Context, n *node) {
 	ctx, n.cancel = context.WithCancel(ctx)
 	n.ctx = ctx
 	n.checkCtx = WithRecorder(ctx, &n.rec)
 	n.refreshCtx = WithRecorder(ctx, &n.refreshRec)
-	go func() {
-		if err := e.init(n); err != nil {
-			e.mu.Lock()
-			n.failForGoodLocked(err)
-			e.changedLocked(n)
-			e.mu.Unlock()
-			<-ctx.Done()
-		} else if err := safeCall("watch", func() error { e.watch(ctx, n); return nil }); err != nil {
-			// The engine's own part of watching (a poll ticker) broke:
-			// only this vertex fails.
-			e.mu.Lock()
-			n.failForGoodLocked(err)
-			e.changedLocked(n)
-			e.mu.Unlock()
-			<-ctx.Done()
-		}
-		e.mu.Lock()
-		n.stopped = true
-		var idle chan struct{}
-		if n.working {
-			idle = make(chan struct{})
-			n.idle = idle
-		}
-		e.mu.Unlock()
-		if idle != nil {
-			<-idle
-		}
-		e.mu.Lock() // no worker is left to arm a retry timer
-		if n.retry != nil {
-			n.retry.Stop()
-			n.retry, n.retrying = nil, false
-		}
-		e.mu.Unlock()
-		// The worker is gone; a check-and-apply it abandoned after its meta
-		// timeout may still run, and the resource is closed only after it.
-		if n.stuck != nil {
-			e.awaitStuck(n)
-		}
-		if err := safeCall("Close", n.v.Res.Close); err != nil {
-			n.log.Warn("close failed", "err", err)
-		}
-		close(n.done)
-	}()
+	go e.vertex(ctx, n)
+}
+
+// vertex is n's goroutine: Init, Watch until ctx ends, then the close. Its
+// frame and watch's stay under the resource's Watch for the vertex's whole
+// life, so both keep their cold paths in functions of their own: an idle
+// vertex then fits in the 2 KiB stack a goroutine starts with, where it
+// took 4 KiB (TestIdleVertexStack).
+func (e *Engine) vertex(ctx context.Context, n *node) {
+	err := e.init(n)
+	if err == nil {
+		err = e.watch(ctx, n)
+	}
+	if err != nil {
+		e.failUntilStop(ctx, n, err)
+	}
+	e.finish(n)
+}
+
+// failUntilStop fails n for good and waits for the run to stop it.
+//
+//go:noinline
+func (e *Engine) failUntilStop(ctx context.Context, n *node, err error) {
+	e.mu.Lock()
+	n.failForGoodLocked(err)
+	e.changedLocked(n)
+	e.mu.Unlock()
+	<-ctx.Done()
+}
+
+// finish waits for n's worker, and for a check it abandoned, then closes
+// the resource.
+//
+//go:noinline
+func (e *Engine) finish(n *node) {
+	e.mu.Lock()
+	n.stopped = true
+	var idle chan struct{}
+	if n.working {
+		idle = make(chan struct{})
+		n.idle = idle
+	}
+	e.mu.Unlock()
+	if idle != nil {
+		<-idle
+	}
+	e.mu.Lock() // no worker is left to arm a retry timer
+	if n.retry != nil {
+		n.retry.Stop()
+		n.retry, n.retrying = nil, false
+	}
+	e.mu.Unlock()
+	// The worker is gone; a check-and-apply it abandoned after its meta
+	// timeout may still run, and the resource is closed only after it.
+	if n.stuck != nil {
+		e.awaitStuck(n)
+	}
+	if err := safeCall("Close", n.v.Res.Close); err != nil {
+		n.log.Warn("close failed", "err", err)
+	}
+	close(n.done)
 }
 
 // awaitStuck waits for an abandoned check-and-apply of n to return, saying
@@ -486,9 +553,17 @@ func (e *Engine) awaitStuck(n *node) {
 }
 
 // work runs process until no poke is left, then ends.
-func (e *Engine) work(n *node) {
+// work runs process for n, again while n is poked meanwhile, then for the
+// queued vertices while w holds its slot.
+func (e *Engine) work(w *worker, n *node) {
 	for {
+		slow := time.AfterFunc(slowCheck, func() {
+			e.mu.Lock()
+			e.releaseLocked(w)
+			e.mu.Unlock()
+		})
 		e.process(n.ctx, n)
+		slow.Stop()
 		e.mu.Lock()
 		if n.again && !n.stopped {
 			n.again = false
@@ -500,6 +575,12 @@ func (e *Engine) work(n *node) {
 			close(n.idle)
 			n.idle = nil
 		}
+		if w.slot && len(e.queue) > 0 {
+			n = e.popLocked()
+			e.mu.Unlock()
+			continue
+		}
+		e.releaseLocked(w)
 		e.mu.Unlock()
 		return
 	}
@@ -527,46 +608,80 @@ func (n *node) failForGoodLocked(err error) {
 
 // watch runs the resource's Watch (or polls, with meta poll) until ctx
 // ends. A Watch that fails is started again per the retry meta parameters.
-func (e *Engine) watch(ctx context.Context, n *node) {
+//
+// An error is the engine's own part of watching (a poll ticker) breaking:
+// only this vertex fails.
+func (e *Engine) watch(ctx context.Context, n *node) error {
 	ev := events{e: e, n: n}
 	if n.v.Meta.Poll > 0 {
-		ev.Running()
-		t := time.NewTicker(n.v.Meta.PollEvery())
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				ev.Dirty()
-			}
-		}
+		return safeCall("watch", func() error { poll(ctx, n, ev); return nil })
 	}
 	retries := n.v.Meta.Retry
 	for {
-		err := safeCall("Watch", func() error { return n.v.Res.Watch(ctx, ev) })
+		err := callWatch(ctx, n.v.Res, ev)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
-		if err == nil {
-			err = errors.New("Watch returned while the vertex was running")
-		}
-		err = maskErr(n.v.Meta.Sensitive, fmt.Errorf("watch: %w", err))
-		if retries == 0 {
-			e.mu.Lock()
-			n.failForGoodLocked(err)
-			e.changedLocked(n)
-			e.mu.Unlock()
-			return
-		}
-		if retries > 0 {
-			retries--
-		}
-		n.log.Warn("watch failed; restarting it", "err", err)
-		if !sleepCtx(ctx, n.v.Meta.RetryDelay()) {
-			return
+		if again, err := e.watchEnded(ctx, n, err, &retries); err != nil || !again {
+			return err
 		}
 	}
+}
+
+// callWatch is safeCall of r.Watch without a closure's frame in between.
+func callWatch(ctx context.Context, r Res, ev Events) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError("Watch", p)
+		}
+	}()
+	return r.Watch(ctx, ev)
+}
+
+// poll marks n dirty every meta poll interval until ctx ends.
+//
+//go:noinline
+func poll(ctx context.Context, n *node, ev events) {
+	ev.Running()
+	t := time.NewTicker(n.v.Meta.PollEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			ev.Dirty()
+		}
+	}
+}
+
+// watchEnded handles a Watch that returned while n was running: it fails n
+// for good once the retries are spent, or waits the retry delay. It
+// reports whether to start Watch again; an error is its own panic.
+//
+//go:noinline
+func (e *Engine) watchEnded(ctx context.Context, n *node, err error, retries *int) (again bool, perr error) {
+	perr = safeCall("watch", func() error { again = e.watchFailed(ctx, n, err, retries); return nil })
+	return again, perr
+}
+
+func (e *Engine) watchFailed(ctx context.Context, n *node, err error, retries *int) bool {
+	if err == nil {
+		err = errors.New("Watch returned while the vertex was running")
+	}
+	err = maskErr(n.v.Meta.Sensitive, fmt.Errorf("watch: %w", err))
+	if *retries == 0 {
+		e.mu.Lock()
+		n.failForGoodLocked(err)
+		e.changedLocked(n)
+		e.mu.Unlock()
+		return false
+	}
+	if *retries > 0 {
+		*retries--
+	}
+	n.log.Warn("watch failed; restarting it", "err", err)
+	return sleepCtx(ctx, n.v.Meta.RetryDelay())
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

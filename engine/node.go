@@ -120,10 +120,14 @@ func (ev events) Dirty() {
 func safeCall(what string, f func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%s panicked: %v\n%s", what, r, debug.Stack())
+			err = panicError(what, r)
 		}
 	}()
 	return f()
+}
+
+func panicError(what string, r any) error {
+	return fmt.Errorf("%s panicked: %v\n%s", what, r, debug.Stack())
 }
 
 // bucket is a token bucket for meta limit/burst.

@@ -59,8 +59,8 @@ type plan struct {
 	pkgSamples   int
 	exportSizes  []int
 	exportRuns   int
-	noopSizes    []int
-	noopRuns     int
+	scaleSizes   []int // noop and file vertices
+	scaleRuns    int
 }
 
 type fileSize struct {
@@ -77,7 +77,7 @@ var (
 		pkgRuns: 1, pkgPeers: []string{"pkcon", "apt-get", "dpkg -s (floor)"},
 		driftFiles: 100, driftSamples: 20, svcSamples: 5, pkgSamples: 2,
 		exportSizes: []int{3}, exportRuns: 1,
-		noopSizes: []int{1000, 10000}, noopRuns: 1,
+		scaleSizes: []int{1000, 10000}, scaleRuns: 1,
 	}
 	fullPlan = plan{
 		name:        "full",
@@ -92,7 +92,7 @@ var (
 		pkgRuns: 3, pkgBudget: 60 * time.Second,
 		driftFiles: 1000, driftSamples: 100, svcSamples: 30, pkgSamples: 10,
 		exportSizes: []int{3, 10}, exportRuns: 3,
-		noopSizes: []int{1000, 10000, 100000}, noopRuns: 3,
+		scaleSizes: []int{1000, 10000, 100000}, scaleRuns: 3,
 	}
 )
 

@@ -244,39 +244,72 @@ func verifyFiles(f desired.Files) error {
 func (b *bench) scaleScenario() *scenario {
 	s := &scenario{
 		id:    "scale",
-		title: "6. engine scale, noop vertices",
+		title: "6. engine scale: memory per vertex",
 		metrics: []metric{
 			{name: "one-shot run", unit: "s"},
 			{name: "peak memory (max RSS)", unit: "MB"},
+			{name: "max RSS per vertex, above a one-vertex graph's", unit: "kB"},
 		},
-		runs: b.plan.noopRuns,
-		notes: []string{"mgmt only: `mgmt run --converged-timeout=0` of a graph of N noop vertices without edges " +
-			"(parse, compile, start a goroutine per vertex, converge, stop). Peak memory is the process's maximum resident set " +
-			"(getrusage's ru_maxrss, what GNU time's %M reports, measured by a small process of its own that starts mgmt), in MB of 10^6 bytes."},
+		runs: b.plan.scaleRuns,
+		notes: []string{"mgmt only: `mgmt run --converged-timeout=0` of a graph of N vertices without edges " +
+			"(parse, compile, start a goroutine per vertex, converge, stop): noop vertices, and file vertices " +
+			"(a first apply of the tree of scenario 2, from nothing, every file written and fsynced). Peak memory is the process's maximum resident set " +
+			"(getrusage's ru_maxrss, what GNU time's %M reports, measured by a small process of its own that starts mgmt), in MB of 10^6 bytes. " +
+			"Per vertex: (max RSS − max RSS of a graph of one noop vertex, run just before) ÷ (N − 1), in kB of 10^3 bytes; " +
+			"the same figure at every N means memory grows linearly with the graph."},
 	}
-	for _, n := range b.plan.noopSizes {
-		name := fmt.Sprintf("noop-%d.yaml", n)
-		t := &tool{name: fmt.Sprintf("mgmt, %d noops", n)}
-		p, err := b.write("scale/"+name, desired.Noops(n))
+	exe, exeErr := os.Executable()
+	maxRSS := func(ctx context.Context, argv []string) (result, error) {
+		if exeErr != nil {
+			return result{}, exeErr
+		}
+		r, err := viaTimeit{base: b.local.base, helper: exe}.run(ctx, nil, argv...)
+		if err != nil {
+			return r, err
+		}
+		return r, r.ok()
+	}
+	one, err := b.write("scale/noops-1.yaml", desired.Noops(1))
+	if err != nil {
+		s.tools = []*tool{{name: toolMgmt, notRun: "writing noops-1.yaml: " + err.Error()}}
+		return s
+	}
+	add := func(kind string, n int, graph []byte, root string) {
+		t := &tool{name: fmt.Sprintf("mgmt, %d %s", n, kind)}
+		p, err := b.write(fmt.Sprintf("scale/%s-%d.yaml", kind, n), graph)
 		if err != nil {
 			t.notRun = err.Error()
 		}
-		argv := b.mgmtRun(b.mgmt, p, b.path("scale/mgmt-prefix"))
+		prefix := b.path("scale/mgmt-prefix")
+		if root != "" {
+			t.reset = func(ctx context.Context) error {
+				if err := os.RemoveAll(root); err != nil {
+					return err
+				}
+				syncAll()
+				return nil
+			}
+		}
 		t.trial = func(ctx context.Context) ([][]float64, error) {
-			exe, err := os.Executable()
+			base, err := maxRSS(ctx, b.mgmtRun(b.mgmt, one, prefix))
+			if err != nil {
+				return nil, fmt.Errorf("one-vertex graph: %w", err)
+			}
+			r, err := maxRSS(ctx, b.mgmtRun(b.mgmt, p, prefix))
 			if err != nil {
 				return nil, err
 			}
-			r, err := viaTimeit{base: b.local.base, helper: exe}.run(ctx, nil, argv...)
-			if err != nil {
-				return nil, err
-			}
-			if err := r.ok(); err != nil {
-				return nil, err
-			}
-			return [][]float64{secs(r.elapsed), {float64(r.maxRSS) * 1024 / 1e6}}, nil
+			perVertex := float64(r.maxRSS-base.maxRSS) * 1024 / 1e3 / float64(n-1)
+			return [][]float64{secs(r.elapsed), {float64(r.maxRSS) * 1024 / 1e6}, {perVertex}}, nil
 		}
 		s.tools = append(s.tools, t)
+	}
+	for _, n := range b.plan.scaleSizes {
+		add("noops", n, desired.Noops(n), "")
+	}
+	for _, n := range b.plan.scaleSizes {
+		f := desired.Files{Root: b.path(fmt.Sprintf("scale/files-%d", n)), N: n}
+		add("files", n, f.Mgmt(), f.Root)
 	}
 	return s
 }
