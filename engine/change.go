@@ -26,6 +26,10 @@ type Change struct {
 	// Sensitive marks a value that must never be shown (a password hash):
 	// only that it changed, with a hash, is reported.
 	Sensitive bool `json:"sensitive,omitempty"`
+	// Res names the member of a group the change is about, as users write
+	// it (file[/etc/motd]); empty for a resource that is not grouped. A
+	// group's kind reports under ForMember, which sets it.
+	Res string `json:"res,omitempty"`
 }
 
 // Recorder receives the changes one CheckApply reports.
@@ -51,6 +55,30 @@ func Changed(ctx context.Context, cs ...Change) {
 	for _, c := range cs {
 		r.Record(c)
 	}
+}
+
+// ForMember returns a context under which the changes reported (Changed)
+// are about res, one member of a group (kind[name]): the log line and the
+// report then name the member, not the group.
+func ForMember(ctx context.Context, res string) context.Context {
+	r, _ := ctx.Value(recorderKey{}).(Recorder)
+	if r == nil {
+		return ctx
+	}
+	return WithRecorder(ctx, memberRecorder{r, res})
+}
+
+// memberRecorder stamps the member on what it passes on.
+type memberRecorder struct {
+	r   Recorder
+	res string
+}
+
+func (m memberRecorder) Record(c Change) {
+	if c.Res == "" {
+		c.Res = m.res
+	}
+	m.r.Record(c)
 }
 
 // Bounds of what the engine keeps of the changes a vertex reports: a kind
@@ -100,7 +128,7 @@ func (l *changeList) take(sensitive bool) ([]Change, int) {
 // two runs' values apart without seeing them. The diff is dropped, and so
 // is the kind's explanation, which may quote the value.
 func Mask(c Change) Change {
-	return Change{Property: c.Property, From: ShortHash(c.From), To: ShortHash(c.To), Why: "changed", Sensitive: true}
+	return Change{Property: c.Property, From: ShortHash(c.From), To: ShortHash(c.To), Why: "changed", Sensitive: true, Res: c.Res}
 }
 
 // ShortHash is how a sensitive value is shown: "sha256:" and the first 12

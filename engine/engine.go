@@ -631,7 +631,16 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	}
 	if err != nil {
 		// What a failed check reported may not have happened: it is not
-		// kept, and the failure is what the log and report show.
+		// kept, and the failure is what the log and report show. Only a
+		// group's members that did not fail (their changes happened) are
+		// kept, and their change dirties the children, which run once the
+		// group has recovered.
+		if applied := appliedChanges(err, changes); changed && apply && len(applied) > 0 {
+			n.stats.Changes++
+			e.logChanges(n, "changed", applied, 0, took)
+			n.keepLocked(applied, 0)
+			e.dirtyChildrenLocked(n)
+		}
 		n.st, n.lastErr = stateFailed, err
 		n.refresh = n.refresh || refresh
 		n.refreshBy = appendNew(n.refreshBy, refreshBy...)
@@ -672,14 +681,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		n.stats.Changes++
 		e.logChanges(n, "changed", changes, dropped, took)
 		n.keepLocked(changes, dropped)
-		for _, c := range n.children {
-			c.dirty = true
-			if n.notify[c] {
-				c.refresh = true
-				c.refreshBy = appendNew(c.refreshBy, n.v.String())
-			}
-			e.changedLocked(c)
-		}
+		e.dirtyChildrenLocked(n)
 	case changed:
 		n.stats.Pending++
 		e.logChanges(n, "would change", changes, dropped, took)
@@ -699,6 +701,40 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		e.pokeLocked(c)
 	}
 	e.changedLocked(n)
+}
+
+// dirtyChildrenLocked marks n's children dirty after a change of n, and
+// owes a refresh to those it notifies.
+func (e *Engine) dirtyChildrenLocked(n *node) {
+	for _, c := range n.children {
+		c.dirty = true
+		if n.notify[c] {
+			c.refresh = true
+			c.refreshBy = appendNew(c.refreshBy, n.v.String())
+		}
+		e.changedLocked(c)
+	}
+}
+
+// appliedChanges returns, of the changes a group's failed check reported,
+// those of the members that did not fail: nil when err is not the failure
+// of some members (engine.MemberError).
+func appliedChanges(err error, cs []Change) []Change {
+	ms := memberErrors(err)
+	if len(ms) == 0 {
+		return nil
+	}
+	failed := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		failed[m.Res] = true
+	}
+	var out []Change
+	for _, c := range cs {
+		if c.Res != "" && !failed[c.Res] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // checkApply calls the resource, with the meta rate limit, semaphores and
@@ -724,6 +760,9 @@ func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool, r
 		})
 	}
 	if err != nil {
+		if memberErrors(err) != nil {
+			return changed, err // a group: the members that did not fail were applied
+		}
 		return false, err
 	}
 	if refresh && apply {
@@ -781,6 +820,12 @@ func (e *Engine) logChanges(n *node, msg string, cs []Change, dropped int, took 
 		return
 	}
 	for _, c := range cs {
+		log := n.log
+		if c.Res != "" {
+			// A group's member: the line is about the member, as it
+			// would be if the member were not grouped.
+			log = e.log.With("res", c.Res)
+		}
 		attrs := make([]any, 0, 8)
 		attrs = append(attrs, "property", c.Property)
 		if c.From != "" {
@@ -796,7 +841,7 @@ func (e *Engine) logChanges(n *node, msg string, cs []Change, dropped int, took 
 		if diff {
 			e.outMu.Lock()
 		}
-		n.log.Info(msg, attrs...)
+		log.Info(msg, attrs...)
 		if diff {
 			d := c.Diff
 			if !strings.HasSuffix(d, "\n") {
@@ -887,9 +932,18 @@ func (e *Engine) summary() error {
 	defer e.mu.Unlock()
 	var fails []Failure
 	for _, n := range e.order {
-		if n.lastErr != nil && n.st == stateFailed {
-			fails = append(fails, Failure{Res: n.v.String(), Err: n.lastErr})
+		if n.lastErr == nil || n.st != stateFailed {
+			continue
 		}
+		// A group whose members failed: each failed member is a failure
+		// of its own; the members that were applied are not.
+		if ms := memberErrors(n.lastErr); len(ms) > 0 {
+			for _, m := range ms {
+				fails = append(fails, Failure{Res: m.Res, Err: maskErr(n.v.Meta.Sensitive, m.Err)})
+			}
+			continue
+		}
+		fails = append(fails, Failure{Res: n.v.String(), Err: n.lastErr})
 	}
 	if len(fails) == 0 {
 		return nil

@@ -1,0 +1,128 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// memberRes is a fake groupable kind whose group checks each member in
+// turn: a member named in fail fails, the others report a change.
+type memberRes struct {
+	fake
+	names []string
+	fail  map[string]bool
+}
+
+func (m *memberRes) GroupKey() string { return "k" }
+func (m *memberRes) Group(others []Res) (Res, error) {
+	g := &memberRes{names: append([]string(nil), m.names...), fail: m.fail}
+	for _, o := range others {
+		g.names = append(g.names, o.(*memberRes).names...)
+	}
+	g.check = func(ctx context.Context, apply bool) (bool, error) {
+		var errs []error
+		for _, n := range g.names {
+			res := "m[" + n + "]"
+			if g.fail[n] {
+				errs = append(errs, &MemberError{Res: res, Err: errors.New("bad member")})
+				continue
+			}
+			Changed(ForMember(ctx, res), Change{Property: "state", From: "absent", To: "present"})
+		}
+		return true, errors.Join(errs...)
+	}
+	return g, nil
+}
+
+// A group whose one member fails: the run's error names that member, not
+// the group; the other members' changes are kept in the report and logged
+// under their own names; the group's child waits for the group.
+func TestGroupMemberFailure(t *testing.T) {
+	fail := map[string]bool{"b": true}
+	var vs []*Vertex
+	for _, n := range []string{"a", "b", "c"} {
+		vs = append(vs, &Vertex{Kind: "m", Name: n, Meta: DefaultMeta(), Res: &memberRes{names: []string{n}, fail: fail}})
+	}
+	child := &fake{}
+	vs = append(vs, &Vertex{Kind: "x", Name: "after", Meta: DefaultMeta(), Res: child})
+	g := compile(t, vs, EdgeDecl{From: Ref{"m", "a"}, To: Ref{"x", "after"}})
+
+	var out syncBuf
+	e := New(Config{Logger: slog.New(slog.NewTextHandler(&out, nil)), ConvergedTimeout: 0})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := e.Run(ctx, g)
+	var re *RunError
+	if !errors.As(err, &re) {
+		t.Fatalf("run: %v, want a *RunError", err)
+	}
+	if len(re.Failures) != 1 || re.Failures[0].Res != "m[b]" || re.Failures[0].Err.Error() != "bad member" {
+		t.Fatalf("failures %+v, want m[b] alone, with its own error", re.Failures)
+	}
+	var group *Report
+	for _, r := range e.Reports() {
+		if strings.HasPrefix(r.Res, "m[autogroup:") {
+			group = &r
+		}
+	}
+	if group == nil {
+		t.Fatalf("no group in the reports %+v", e.Reports())
+	}
+	var members []string
+	for _, c := range group.Properties {
+		members = append(members, c.Res)
+	}
+	if fmt.Sprint(members) != "[m[a] m[c]]" || !group.Failed || !strings.Contains(group.Error, "m[b]: bad member") {
+		t.Fatalf("group report %+v: want the changes of m[a] and m[c], failed naming m[b]", *group)
+	}
+	log := out.String()
+	for _, want := range []string{`msg=changed res=m[a] property=state`, `msg=changed res=m[c] property=state`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "res=m[b] property") {
+		t.Errorf("the failed member's change is logged:\n%s", log)
+	}
+	if child.checks.Load() != 0 {
+		t.Errorf("the child of a failed group ran")
+	}
+}
+
+// A group's name lists a few members and counts the rest: a group of a
+// directory of 10,000 files would put them all in every log line.
+func TestGroupNameBounded(t *testing.T) {
+	var vs []*Vertex
+	for i := range 8 {
+		vs = append(vs, named("grp", fmt.Sprintf("r%d", i), &groupRes{key: "k"}))
+	}
+	g := compile(t, vs)
+	if got, want := g.Vertices()[0].String(), "grp[autogroup:(r0,r1,r2,r3,r4,...+3 more)]"; got != want {
+		t.Fatalf("group named %s, want %s", got, want)
+	}
+	if n := len(g.Vertices()[0].Members()); n != 8 {
+		t.Fatalf("%d members listed for the DOT output, want 8", n)
+	}
+}
+
+// An empty group key keeps a resource out of every group.
+func TestEmptyGroupKeyNotGrouped(t *testing.T) {
+	g := compile(t, []*Vertex{
+		named("grp", "a", &groupRes{}), named("grp", "b", &groupRes{}),
+		named("grp", "c", &groupRes{key: "k"}), named("grp", "d", &groupRes{key: "k"}),
+	})
+	var got []string
+	for _, v := range g.Vertices() {
+		got = append(got, v.String())
+	}
+	slices.Sort(got)
+	if want := []string{"grp[a]", "grp[autogroup:(c,d)]", "grp[b]"}; !slices.Equal(got, want) {
+		t.Fatalf("vertices %v, want %v: a and b alone, c and d grouped", got, want)
+	}
+}
