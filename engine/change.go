@@ -81,6 +81,18 @@ func (m memberRecorder) Record(c Change) {
 	m.r.Record(c)
 }
 
+type watchedKey struct{}
+
+// OnlyWatched reports whether the check running under ctx was asked for by
+// the resource's own Watch alone (Events.Dirty): not by its first run, a
+// parent's change, a refresh, a retry, a failure or a poll. A group may
+// then check only the members whose watches fired since their last check;
+// otherwise it checks them all.
+func OnlyWatched(ctx context.Context) bool {
+	v, _ := ctx.Value(watchedKey{}).(bool)
+	return v
+}
+
 // Bounds of what the engine keeps of the changes a vertex reports: a kind
 // that reports a change per file of a huge tree cannot fill the memory, the
 // log or the report. What is left out is counted.

@@ -256,6 +256,7 @@ func (e *Engine) changedLocked(n *node) {
 // watch also gives a vertex that had given up a new set of retries.
 func (e *Engine) dirtyLocked(n *node, fromWatch bool) {
 	n.dirty = true
+	n.notWatched = n.notWatched || !fromWatch
 	if n.st == stateOK {
 		n.st = statePending
 	}
@@ -403,14 +404,15 @@ func (e *Engine) newNode(v *Vertex) *node {
 		resLog = slog.New(maskHandler{e.log.Handler()}).With("res", v.String())
 	}
 	return &node{
-		v:       v,
-		log:     log,
-		resLog:  resLog,
-		noop:    e.cfg.Noop || v.Meta.Noop,
-		done:    make(chan struct{}),
-		bucket:  newBucket(v.Meta.Limit, v.Meta.Burst),
-		dirty:   true,
-		retries: v.Meta.Retry,
+		v:          v,
+		log:        log,
+		resLog:     resLog,
+		noop:       e.cfg.Noop || v.Meta.Noop,
+		done:       make(chan struct{}),
+		bucket:     newBucket(v.Meta.Limit, v.Meta.Burst),
+		dirty:      true,
+		notWatched: true,
+		retries:    v.Meta.Retry,
 	}
 }
 
@@ -423,6 +425,7 @@ func (e *Engine) start(ctx context.Context, n *node) {
 	ctx, n.cancel = context.WithCancel(ctx)
 	n.ctx = ctx
 	n.checkCtx = WithRecorder(ctx, &n.rec)
+	n.watchedCtx = context.WithValue(n.checkCtx, watchedKey{}, true)
 	n.refreshCtx = WithRecorder(ctx, &n.refreshRec)
 	go func() {
 		if err := e.init(n); err != nil {
@@ -536,7 +539,10 @@ func (e *Engine) watch(ctx context.Context, n *node) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				ev.Dirty()
+				e.mu.Lock()
+				n.notWatched = true // a poll: the resource's watch saw nothing
+				e.dirtyLocked(n, true)
+				e.mu.Unlock()
 			}
 		}
 	}
@@ -596,7 +602,11 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		}
 	}
 	refresh, refreshBy := n.refresh, n.refreshBy
-	n.dirty, n.refresh, n.refreshBy, n.busy = false, false, nil, true
+	checkCtx := n.checkCtx
+	if !n.notWatched && !refresh {
+		checkCtx = n.watchedCtx
+	}
+	n.dirty, n.refresh, n.refreshBy, n.busy, n.notWatched = false, false, nil, true, false
 	e.busy++
 	e.changedLocked(n)
 	e.mu.Unlock()
@@ -607,7 +617,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	n.rec.take(false) // what a check abandoned after its timeout reported late
 	err := safeCall("check-and-apply", func() error {
 		var err error
-		changed, err = e.checkApply(n.checkCtx, n, apply, refresh, refreshBy)
+		changed, err = e.checkApply(checkCtx, n, apply, refresh, refreshBy)
 		return err
 	})
 	took := time.Since(start)
@@ -641,7 +651,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 			n.keepLocked(applied, 0)
 			e.dirtyChildrenLocked(n)
 		}
-		n.st, n.lastErr = stateFailed, err
+		n.st, n.lastErr, n.notWatched = stateFailed, err, true
 		n.refresh = n.refresh || refresh
 		n.refreshBy = appendNew(n.refreshBy, refreshBy...)
 		n.stats.Failures++
@@ -707,7 +717,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 // owes a refresh to those it notifies.
 func (e *Engine) dirtyChildrenLocked(n *node) {
 	for _, c := range n.children {
-		c.dirty = true
+		c.dirty, c.notWatched = true, true
 		if n.notify[c] {
 			c.refresh = true
 			c.refreshBy = appendNew(c.refreshBy, n.v.String())

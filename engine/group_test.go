@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -125,4 +126,67 @@ func TestEmptyGroupKeyNotGrouped(t *testing.T) {
 	if want := []string{"grp[a]", "grp[autogroup:(c,d)]", "grp[b]"}; !slices.Equal(got, want) {
 		t.Fatalf("vertices %v, want %v: a and b alone, c and d grouped", got, want)
 	}
+}
+
+// OnlyWatched tells a check asked for by the resource's own watch alone
+// from one asked for by anything else: the first check, a parent's change.
+func TestOnlyWatched(t *testing.T) {
+	type check struct {
+		name    string
+		watched bool
+	}
+	checks := make(chan check, 16)
+	dirty := make(chan Events, 1)
+	var parentRuns atomic.Int32
+	parent := &fake{check: func(ctx context.Context, apply bool) (bool, error) {
+		// The parent changes on its second check, which the test asks for.
+		return parentRuns.Add(1) == 2, nil
+	}}
+	var parentEv atomic.Value
+	parent.watch = func(ctx context.Context, ev Events) error {
+		parentEv.Store(ev)
+		ev.Running()
+		<-ctx.Done()
+		return nil
+	}
+	child := &fake{
+		check: func(ctx context.Context, apply bool) (bool, error) {
+			checks <- check{"child", OnlyWatched(ctx)}
+			return false, nil
+		},
+		watch: func(ctx context.Context, ev Events) error {
+			dirty <- ev
+			ev.Running()
+			<-ctx.Done()
+			return nil
+		},
+	}
+	g := graphOf(t, []*Vertex{vtx("p", parent), vtx("c", child)}, [2]string{"p", "c"})
+	e := New(Config{Logger: quietLog()})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx, g) }()
+	next := func(what string) bool {
+		select {
+		case c := <-checks:
+			return c.watched
+		case <-ctx.Done():
+			t.Fatalf("%s: no check", what)
+			return false
+		}
+	}
+	if next("first check") {
+		t.Fatal("the first check is said to be asked for by the watch alone")
+	}
+	(<-dirty).Dirty()
+	if !next("after the watch fired") {
+		t.Fatal("a check asked for by the watch alone is not said to be")
+	}
+	parentEv.Load().(Events).Dirty() // the parent changes: the child is checked again
+	if next("after the parent changed") {
+		t.Fatal("a check asked for by a parent's change is said to be asked for by the watch alone")
+	}
+	cancel()
+	<-done
 }

@@ -36,6 +36,7 @@ type node struct {
 	// One check runs at a time; process empties them after each.
 	rec, refreshRec      changeList
 	checkCtx, refreshCtx context.Context
+	watchedCtx           context.Context // checkCtx, for a check that only the watch asked for (OnlyWatched)
 
 	// guarded by Engine.mu
 	working        bool          // a worker goroutine runs process
@@ -47,6 +48,7 @@ type node struct {
 	notify         map[*node]bool // children reached through a notify edge
 	running        bool           // Watch said Running (or polling started)
 	dirty          bool           // a check is owed
+	notWatched     bool           // owed for another reason than the vertex's own watch (first check, parent, retry, poll, failure)
 	refresh        bool           // a notify edge asked for a refresh
 	refreshBy      []string       // the parents whose changes asked for it
 	busy           bool           // CheckApply under way

@@ -7,8 +7,10 @@ import (
 
 // Report is what one resource did during a run.
 type Report struct {
-	Res      string        `json:"res"`
-	Kind     string        `json:"kind"`
+	Res  string `json:"res"`
+	Kind string `json:"kind"`
+	// Members counts the resources a group acts for (0: not a group).
+	Members  int           `json:"members,omitempty"`
 	Changed  bool          `json:"changed"`
 	Failed   bool          `json:"failed"`
 	Error    string        `json:"error,omitempty"`
@@ -35,6 +37,9 @@ func (n *node) reportLocked() Report {
 		Res: n.v.String(), Kind: n.v.Kind, Changed: n.stats.Changes > 0,
 		Checks: n.stats.Checks, Changes: n.stats.Changes, Failures: n.stats.Failures,
 		Duration: n.stats.Duration,
+	}
+	if len(n.v.Grouped) > 0 {
+		r.Members = 1 + len(n.v.Grouped)
 	}
 	if n.st == stateFailed && n.lastErr != nil {
 		r.Failed, r.Error = true, n.lastErr.Error()
