@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mgmtconfig/mgmt/engine"
 	"github.com/mgmtconfig/mgmt/resources/restest"
@@ -257,5 +258,48 @@ func TestAutogroupInGraph(t *testing.T) {
 	}
 	if n := len(g.Vertices()); n != 3 {
 		t.Errorf("%d vertices, want 3 (the directory, the group, d):\n%s", n, got)
+	}
+}
+
+// A member's drift marks that member alone: a check the group's watch
+// alone asked for (engine.OnlyWatched) takes it alone; any other check
+// takes every member; a member that failed is taken again.
+func TestGroupWatchMarksTheDriftedMember(t *testing.T) {
+	dir := t.TempDir()
+	var fs []*File
+	for i := range 3 {
+		fs = append(fs, &File{Path: fmt.Sprintf("%s/f%d", dir, i), Content: ptr("x\n")})
+	}
+	g := groupOf(t, fs...).(*group)
+	must(t, g.Validate())
+	if _, err := g.CheckApply(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	ev := restest.NewEvents()
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- g.Watch(ctx, ev) }()
+	defer func() { cancel(); <-watchErr }()
+	if !ev.WaitRunning(restest.DefaultTimeout, watchErr) {
+		t.Fatal("Watch did not call Running")
+	}
+	ev.Settle(100*time.Millisecond, restest.DefaultTimeout)
+	must(t, os.WriteFile(fs[1].Path, []byte("drift\n"), 0o644))
+	if !ev.WaitDirty(restest.DefaultTimeout) {
+		t.Fatal("the drift of a member did not dirty the group")
+	}
+	ev.Settle(100*time.Millisecond, restest.DefaultTimeout)
+	if got := g.take(true); !slices.Equal(got, []int{1}) {
+		t.Fatalf("a watched check takes members %v, want [1], the drifted one", got)
+	}
+	if got := g.take(true); !slices.Equal(got, []int{0, 1, 2}) {
+		t.Fatalf("with no member marked, a check takes %v, want all", got)
+	}
+	g.mark([]int{2}) // as a failed member is
+	if got := g.take(false); !slices.Equal(got, []int{0, 1, 2}) {
+		t.Fatalf("a check not asked for by the watch alone takes %v, want all", got)
+	}
+	if got := g.take(true); !slices.Equal(got, []int{0, 1, 2}) {
+		t.Fatalf("after a check of all, a watched check takes %v, want all (none marked)", got)
 	}
 }
