@@ -105,14 +105,23 @@ const (
 
 // changeList is the Recorder of one check-and-apply.
 type changeList struct {
-	mu      sync.Mutex // guards cs, dropped
+	mu      sync.Mutex // guards cs, dropped, members
 	cs      []Change
 	dropped int
+	// members: the group members that reported a change, all of them
+	// (their changes may be dropped); a group has so many at most.
+	members map[string]bool
 }
 
 func (l *changeList) Record(c Change) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if c.Res != "" {
+		if l.members == nil {
+			l.members = map[string]bool{}
+		}
+		l.members[c.Res] = true
+	}
 	if len(l.cs) >= MaxChangesPerCheck {
 		l.dropped++
 		return
@@ -123,16 +132,22 @@ func (l *changeList) Record(c Change) {
 // take returns what was recorded, each change masked when sensitive (the
 // whole vertex, or the change itself, says so), and forgets it.
 func (l *changeList) take(sensitive bool) ([]Change, int) {
+	cs, dropped, _ := l.takeAll(sensitive)
+	return cs, dropped
+}
+
+// takeAll is take, with the members of a group that reported a change.
+func (l *changeList) takeAll(sensitive bool) ([]Change, int, map[string]bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cs, dropped := l.cs, l.dropped
-	l.cs, l.dropped = nil, 0
+	cs, dropped, members := l.cs, l.dropped, l.members
+	l.cs, l.dropped, l.members = nil, 0, nil
 	for i, c := range cs {
 		if sensitive || c.Sensitive {
 			cs[i] = Mask(c)
 		}
 	}
-	return cs, dropped
+	return cs, dropped, members
 }
 
 // Mask returns c as a sensitive value is shown: its property, that it

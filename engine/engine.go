@@ -622,7 +622,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	})
 	took := time.Since(start)
 	err = maskErr(n.v.Meta.Sensitive, err)
-	changes, dropped := n.rec.take(n.v.Meta.Sensitive)
+	changes, dropped, members := n.rec.takeAll(n.v.Meta.Sensitive)
 	if o := e.cfg.Observer; o != nil && ctx.Err() == nil {
 		o.Checked(n.v.Kind, changed && apply, err, took)
 	}
@@ -649,6 +649,10 @@ func (e *Engine) process(ctx context.Context, n *node) {
 			n.stats.Changes++
 			e.logChanges(n, "changed", applied, 0, took)
 			n.keepLocked(applied, 0)
+			for _, m := range memberErrors(err) {
+				delete(members, m.Res)
+			}
+			n.keepMembersLocked(members)
 			e.dirtyChildrenLocked(n)
 		}
 		n.st, n.lastErr, n.notWatched = stateFailed, err, true
@@ -684,18 +688,19 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	wasFailed := n.st == stateFailed
 	n.st, n.lastErr, n.retries = stateOK, nil, n.v.Meta.Retry
 	if !changed {
-		n.pending, n.pendingDropped, n.pendingNow = nil, 0, false // repaired by hand: nothing pending any more
+		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = nil, 0, false, 0 // repaired by hand: nothing pending any more
 	}
 	switch {
 	case changed && apply:
 		n.stats.Changes++
 		e.logChanges(n, "changed", changes, dropped, took)
 		n.keepLocked(changes, dropped)
+		n.keepMembersLocked(members)
 		e.dirtyChildrenLocked(n)
 	case changed:
 		n.stats.Pending++
 		e.logChanges(n, "would change", changes, dropped, took)
-		n.pending, n.pendingDropped, n.pendingNow = changes, dropped, true
+		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = changes, dropped, true, len(members)
 		for c := range n.notify {
 			// Noop dirties no child, but a refresh it would cause is a
 			// change it would make: say so on the child.

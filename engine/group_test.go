@@ -82,6 +82,9 @@ func TestGroupMemberFailure(t *testing.T) {
 	if fmt.Sprint(members) != "[m[a] m[c]]" || !group.Failed || !strings.Contains(group.Error, "m[b]: bad member") {
 		t.Fatalf("group report %+v: want the changes of m[a] and m[c], failed naming m[b]", *group)
 	}
+	if group.Members != 3 || group.MembersChanged != 2 {
+		t.Fatalf("group report counts %d members, %d changed; want 3 and 2 (a and c)", group.Members, group.MembersChanged)
+	}
 	log := out.String()
 	for _, want := range []string{`msg=changed res=m[a] property=state`, `msg=changed res=m[c] property=state`} {
 		if !strings.Contains(log, want) {
@@ -162,7 +165,7 @@ func TestOnlyWatched(t *testing.T) {
 		},
 	}
 	g := graphOf(t, []*Vertex{vtx("p", parent), vtx("c", child)}, [2]string{"p", "c"})
-	e := New(Config{Logger: quietLog()})
+	e := New(Config{Logger: quietLog(), ConvergedTimeout: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
@@ -189,4 +192,23 @@ func TestOnlyWatched(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// In noop, a group's report counts the members that would change.
+func TestGroupNoopCountsMembers(t *testing.T) {
+	var vs []*Vertex
+	for _, n := range []string{"a", "b", "c", "d"} {
+		vs = append(vs, &Vertex{Kind: "m", Name: n, Meta: DefaultMeta(), Res: &memberRes{names: []string{n}}})
+	}
+	g := compile(t, vs)
+	e := New(Config{Logger: quietLog(), Noop: true, ConvergedTimeout: 0})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := e.Run(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	rs := e.Reports()
+	if len(rs) != 1 || rs[0].Members != 4 || rs[0].MembersChanged != 4 || !rs[0].Pending {
+		t.Fatalf("reports %+v: want one group of 4 members, 4 pending", rs)
+	}
 }

@@ -63,9 +63,11 @@ type node struct {
 	dropped        int      // changes left out of changes
 	pending        []Change // noop: what the latest check would change
 	pendingDropped int
-	pendingNow     bool     // noop: the latest check found something to change
-	noop           bool     // --noop or meta noop: never applies
-	wouldRefreshBy []string // noop: parents whose changes would refresh this vertex
+	pendingMembers int             // of a group: the members its latest noop check would change
+	changedMembers map[string]bool // of a group: the members its checks changed
+	pendingNow     bool            // noop: the latest check found something to change
+	noop           bool            // --noop or meta noop: never applies
+	wouldRefreshBy []string        // noop: parents whose changes would refresh this vertex
 	// what the engine's counters include; changedLocked keeps them true
 	countedConv, countedGaveUp bool
 }
@@ -87,6 +89,16 @@ func (n *node) keepLocked(cs []Change, dropped int) {
 	if extra := len(n.changes) - MaxChangesKept; extra > 0 {
 		n.dropped += extra
 		n.changes = append(n.changes[:0:0], n.changes[extra:]...)
+	}
+}
+
+// keepMembersLocked adds the members of a group that a check changed.
+func (n *node) keepMembersLocked(ms map[string]bool) {
+	for m := range ms {
+		if n.changedMembers == nil {
+			n.changedMembers = map[string]bool{}
+		}
+		n.changedMembers[m] = true
 	}
 }
 
