@@ -83,12 +83,8 @@ func tally(t *Tally, eng *engine.Engine) {
 		return
 	}
 	for _, r := range eng.Reports() {
-		if r.Changed {
-			t.Changed++
-		}
-		if r.Pending {
-			t.Pending++
-		}
+		t.Changed += r.Count(r.Changed, r.MembersChanged)
+		t.Pending += r.Count(r.Pending, r.MembersChanged)
 	}
 }
 

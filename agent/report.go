@@ -57,16 +57,10 @@ func writeReport(cfg Config, eng *engine.Engine, started time.Time, runErr error
 	case runErr != nil:
 		rep.Result, rep.Error = "failed", runErr.Error()
 	}
-	for _, r := range rep.Res {
-		if r.Changed {
-			rep.Changed++
-		}
-		if r.Pending {
-			rep.Pending++
-		}
-		if r.Failed {
-			rep.Failed++
-		}
+	for _, r := range rep.Res { // a group counts its members
+		rep.Changed += r.Count(r.Changed, r.MembersChanged)
+		rep.Pending += r.Count(r.Pending, r.MembersChanged)
+		rep.Failed += r.Count(r.Failed, r.MembersFailed)
 	}
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {

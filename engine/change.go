@@ -27,6 +27,10 @@ type Change struct {
 	// Sensitive marks a value that must never be shown (a password hash):
 	// only that it changed, with a hash, is reported.
 	Sensitive bool `json:"sensitive,omitempty"`
+	// Res names the member of a group the change is about, as users write
+	// it (file[/etc/motd]); empty for a resource that is not grouped. A
+	// group's kind reports under ForMember, which sets it.
+	Res string `json:"res,omitempty"`
 }
 
 // Recorder receives the changes one CheckApply reports.
@@ -54,6 +58,42 @@ func Changed(ctx context.Context, cs ...Change) {
 	}
 }
 
+// ForMember returns a context under which the changes reported (Changed)
+// are about res, one member of a group (kind[name]): the log line and the
+// report then name the member, not the group.
+func ForMember(ctx context.Context, res string) context.Context {
+	r, _ := ctx.Value(recorderKey{}).(Recorder)
+	if r == nil {
+		return ctx
+	}
+	return WithRecorder(ctx, memberRecorder{r, res})
+}
+
+// memberRecorder stamps the member on what it passes on.
+type memberRecorder struct {
+	r   Recorder
+	res string
+}
+
+func (m memberRecorder) Record(c Change) {
+	if c.Res == "" {
+		c.Res = m.res
+	}
+	m.r.Record(c)
+}
+
+type watchedKey struct{}
+
+// OnlyWatched reports whether the check running under ctx was asked for by
+// the resource's own Watch alone (Events.Dirty): not by its first run, a
+// parent's change, a refresh, a retry, a failure or a poll. A group may
+// then check only the members whose watches fired since their last check;
+// otherwise it checks them all.
+func OnlyWatched(ctx context.Context) bool {
+	v, _ := ctx.Value(watchedKey{}).(bool)
+	return v
+}
+
 // Bounds of what the engine keeps of the changes a vertex reports: a kind
 // that reports a change per file of a huge tree cannot fill the memory, the
 // log or the report. What is left out is counted.
@@ -66,14 +106,23 @@ const (
 
 // changeList is the Recorder of one check-and-apply.
 type changeList struct {
-	mu      sync.Mutex // guards cs, dropped
+	mu      sync.Mutex // guards cs, dropped, members
 	cs      []Change
 	dropped int
+	// members: the group members that reported a change, all of them
+	// (their changes may be dropped); a group has so many at most.
+	members map[string]bool
 }
 
 func (l *changeList) Record(c Change) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if c.Res != "" {
+		if l.members == nil {
+			l.members = map[string]bool{}
+		}
+		l.members[c.Res] = true
+	}
 	if len(l.cs) >= MaxChangesPerCheck {
 		l.dropped++
 		return
@@ -84,16 +133,22 @@ func (l *changeList) Record(c Change) {
 // take returns what was recorded, each change masked when sensitive (the
 // whole vertex, or the change itself, says so), and forgets it.
 func (l *changeList) take(sensitive bool) ([]Change, int) {
+	cs, dropped, _ := l.takeAll(sensitive)
+	return cs, dropped
+}
+
+// takeAll is take, with the members of a group that reported a change.
+func (l *changeList) takeAll(sensitive bool) ([]Change, int, map[string]bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cs, dropped := l.cs, l.dropped
-	l.cs, l.dropped = nil, 0
+	cs, dropped, members := l.cs, l.dropped, l.members
+	l.cs, l.dropped, l.members = nil, 0, nil
 	for i, c := range cs {
 		if sensitive || c.Sensitive {
 			cs[i] = Mask(c)
 		}
 	}
-	return cs, dropped
+	return cs, dropped, members
 }
 
 // Mask returns c as a sensitive value is shown: its property, that it
@@ -101,7 +156,7 @@ func (l *changeList) take(sensitive bool) ([]Change, int) {
 // two runs' values apart without seeing them. The diff is dropped, and so
 // is the kind's explanation, which may quote the value.
 func Mask(c Change) Change {
-	return Change{Property: c.Property, From: ShortHash(c.From), To: ShortHash(c.To), Why: "changed", Sensitive: true}
+	return Change{Property: c.Property, From: ShortHash(c.From), To: ShortHash(c.To), Why: "changed", Sensitive: true, Res: c.Res}
 }
 
 // ShortHash is how a sensitive value is shown: "sha256:" and the first 12

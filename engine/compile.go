@@ -247,7 +247,11 @@ func autoGroup(log *slog.Logger) Transform {
 			if !ok || !v.Meta.AutoGroup {
 				continue
 			}
-			k := key{v.Kind, gr.GroupKey() + "\x00" + metaKey(v.Meta)}
+			gk := gr.GroupKey()
+			if gk == "" {
+				continue
+			}
+			k := key{v.Kind, gk + "\x00" + metaKey(v.Meta)}
 			if _, ok := sets[k]; !ok {
 				order = append(order, k)
 			}

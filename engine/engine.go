@@ -263,6 +263,7 @@ func (e *Engine) changedLocked(n *node) {
 // watch also gives a vertex that had given up a new set of retries.
 func (e *Engine) dirtyLocked(n *node, fromWatch bool) {
 	n.dirty = true
+	n.notWatched = n.notWatched || !fromWatch
 	if n.st == stateOK {
 		n.st = statePending
 	}
@@ -454,14 +455,15 @@ func (e *Engine) newNode(v *Vertex) *node {
 		resLog = slog.New(resHandler{maskHandler{e.log.Handler()}, v})
 	}
 	return &node{
-		v:       v,
-		log:     log,
-		resLog:  resLog,
-		noop:    e.cfg.Noop || v.Meta.Noop,
-		done:    make(chan struct{}),
-		bucket:  newBucket(v.Meta.Limit, v.Meta.Burst),
-		dirty:   true,
-		retries: v.Meta.Retry,
+		v:          v,
+		log:        log,
+		resLog:     resLog,
+		noop:       e.cfg.Noop || v.Meta.Noop,
+		done:       make(chan struct{}),
+		bucket:     newBucket(v.Meta.Limit, v.Meta.Burst),
+		dirty:      true,
+		notWatched: true,
+		retries:    v.Meta.Retry,
 	}
 }
 
@@ -474,6 +476,7 @@ func (e *Engine) start(ctx context.Context, n *node) {
 	ctx, n.cancel = context.WithCancel(ctx)
 	n.ctx = ctx
 	n.checkCtx = WithRecorder(ctx, &n.rec)
+	n.watchedCtx = context.WithValue(n.checkCtx, watchedKey{}, true)
 	n.refreshCtx = WithRecorder(ctx, &n.refreshRec)
 	go e.vertex(ctx, n)
 }
@@ -650,7 +653,10 @@ func poll(ctx context.Context, n *node, ev events) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			ev.Dirty()
+			ev.e.mu.Lock()
+			n.notWatched = true // a poll: the resource's watch saw nothing
+			ev.e.dirtyLocked(n, true)
+			ev.e.mu.Unlock()
 		}
 	}
 }
@@ -713,7 +719,11 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		}
 	}
 	refresh, refreshBy := n.refresh, n.refreshBy
-	n.dirty, n.refresh, n.refreshBy, n.busy = false, false, nil, true
+	checkCtx := n.checkCtx
+	if !n.notWatched && !refresh {
+		checkCtx = n.watchedCtx
+	}
+	n.dirty, n.refresh, n.refreshBy, n.busy, n.notWatched = false, false, nil, true, false
 	e.busy++
 	e.changedLocked(n)
 	e.mu.Unlock()
@@ -724,12 +734,12 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	n.rec.take(false) // what a check abandoned after its timeout reported late
 	err := safeCall("check-and-apply", func() error {
 		var err error
-		changed, err = e.checkApply(n.checkCtx, n, apply, refresh, refreshBy)
+		changed, err = e.checkApply(checkCtx, n, apply, refresh, refreshBy)
 		return err
 	})
 	took := time.Since(start)
 	err = maskErr(n.v.Meta.Sensitive, err)
-	changes, dropped := n.rec.take(n.v.Meta.Sensitive)
+	changes, dropped, members := n.rec.takeAll(n.v.Meta.Sensitive)
 	if o := e.cfg.Observer; o != nil && ctx.Err() == nil {
 		o.Checked(n.v.Kind, changed && apply, err, took)
 	}
@@ -748,8 +758,21 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	}
 	if err != nil {
 		// What a failed check reported may not have happened: it is not
-		// kept, and the failure is what the log and report show.
-		n.st, n.lastErr = stateFailed, err
+		// kept, and the failure is what the log and report show. Only a
+		// group's members that did not fail (their changes happened) are
+		// kept, and their change dirties the children, which run once the
+		// group has recovered.
+		if applied := appliedChanges(err, changes); changed && apply && len(applied) > 0 {
+			n.stats.Changes++
+			e.logChanges(n, "changed", applied, 0, took)
+			n.keepLocked(applied, 0)
+			for _, m := range memberErrors(err) {
+				delete(members, m.Res)
+			}
+			n.keepMembersLocked(members)
+			e.dirtyChildrenLocked(n)
+		}
+		n.st, n.lastErr, n.notWatched = stateFailed, err, true
 		n.refresh = n.refresh || refresh
 		n.refreshBy = appendNew(n.refreshBy, refreshBy...)
 		n.stats.Failures++
@@ -782,25 +805,19 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	wasFailed := n.st == stateFailed
 	n.st, n.lastErr, n.retries = stateOK, nil, n.v.Meta.Retry
 	if !changed {
-		n.pending, n.pendingDropped, n.pendingNow = nil, 0, false // repaired by hand: nothing pending any more
+		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = nil, 0, false, 0 // repaired by hand: nothing pending any more
 	}
 	switch {
 	case changed && apply:
 		n.stats.Changes++
 		e.logChanges(n, "changed", changes, dropped, took)
 		n.keepLocked(changes, dropped)
-		for _, c := range n.children {
-			c.dirty = true
-			if n.notify[c] {
-				c.refresh = true
-				c.refreshBy = appendNew(c.refreshBy, n.v.String())
-			}
-			e.changedLocked(c)
-		}
+		n.keepMembersLocked(members)
+		e.dirtyChildrenLocked(n)
 	case changed:
 		n.stats.Pending++
 		e.logChanges(n, "would change", changes, dropped, took)
-		n.pending, n.pendingDropped, n.pendingNow = changes, dropped, true
+		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = changes, dropped, true, len(members)
 		for c := range n.notify {
 			// Noop dirties no child, but a refresh it would cause is a
 			// change it would make: say so on the child.
@@ -816,6 +833,40 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		e.pokeLocked(c)
 	}
 	e.changedLocked(n)
+}
+
+// dirtyChildrenLocked marks n's children dirty after a change of n, and
+// owes a refresh to those it notifies.
+func (e *Engine) dirtyChildrenLocked(n *node) {
+	for _, c := range n.children {
+		c.dirty, c.notWatched = true, true
+		if n.notify[c] {
+			c.refresh = true
+			c.refreshBy = appendNew(c.refreshBy, n.v.String())
+		}
+		e.changedLocked(c)
+	}
+}
+
+// appliedChanges returns, of the changes a group's failed check reported,
+// those of the members that did not fail: nil when err is not the failure
+// of some members (engine.MemberError).
+func appliedChanges(err error, cs []Change) []Change {
+	ms := memberErrors(err)
+	if len(ms) == 0 {
+		return nil
+	}
+	failed := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		failed[m.Res] = true
+	}
+	var out []Change
+	for _, c := range cs {
+		if c.Res != "" && !failed[c.Res] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // checkApply calls the resource, with the meta rate limit, semaphores and
@@ -841,6 +892,9 @@ func (e *Engine) checkApply(ctx context.Context, n *node, apply, refresh bool, r
 		})
 	}
 	if err != nil {
+		if memberErrors(err) != nil {
+			return changed, err // a group: the members that did not fail were applied
+		}
 		return false, err
 	}
 	if refresh && apply {
@@ -898,6 +952,12 @@ func (e *Engine) logChanges(n *node, msg string, cs []Change, dropped int, took 
 		return
 	}
 	for _, c := range cs {
+		log := n.log
+		if c.Res != "" {
+			// A group's member: the line is about the member, as it
+			// would be if the member were not grouped.
+			log = e.log.With("res", c.Res)
+		}
 		attrs := make([]any, 0, 8)
 		attrs = append(attrs, "property", c.Property)
 		if c.From != "" {
@@ -913,7 +973,7 @@ func (e *Engine) logChanges(n *node, msg string, cs []Change, dropped int, took 
 		if diff {
 			e.outMu.Lock()
 		}
-		n.log.Info(msg, attrs...)
+		log.Info(msg, attrs...)
 		if diff {
 			d := c.Diff
 			if !strings.HasSuffix(d, "\n") {
@@ -1004,9 +1064,18 @@ func (e *Engine) summary() error {
 	defer e.mu.Unlock()
 	var fails []Failure
 	for _, n := range e.order {
-		if n.lastErr != nil && n.st == stateFailed {
-			fails = append(fails, Failure{Res: n.v.String(), Err: n.lastErr})
+		if n.lastErr == nil || n.st != stateFailed {
+			continue
 		}
+		// A group whose members failed: each failed member is a failure
+		// of its own; the members that were applied are not.
+		if ms := memberErrors(n.lastErr); len(ms) > 0 {
+			for _, m := range ms {
+				fails = append(fails, Failure{Res: m.Res, Err: maskErr(n.v.Meta.Sensitive, m.Err)})
+			}
+			continue
+		}
+		fails = append(fails, Failure{Res: n.v.String(), Err: n.lastErr})
 	}
 	if len(fails) == 0 {
 		return nil

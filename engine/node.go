@@ -36,6 +36,7 @@ type node struct {
 	// One check runs at a time; process empties them after each.
 	rec, refreshRec      changeList
 	checkCtx, refreshCtx context.Context
+	watchedCtx           context.Context // checkCtx, for a check that only the watch asked for (OnlyWatched)
 
 	// guarded by Engine.mu
 	working        bool          // a worker goroutine runs process
@@ -47,6 +48,7 @@ type node struct {
 	notify         map[*node]bool // children reached through a notify edge
 	running        bool           // Watch said Running (or polling started)
 	dirty          bool           // a check is owed
+	notWatched     bool           // owed for another reason than the vertex's own watch (first check, parent, retry, poll, failure)
 	refresh        bool           // a notify edge asked for a refresh
 	refreshBy      []string       // the parents whose changes asked for it
 	busy           bool           // CheckApply under way
@@ -61,9 +63,11 @@ type node struct {
 	dropped        int      // changes left out of changes
 	pending        []Change // noop: what the latest check would change
 	pendingDropped int
-	pendingNow     bool     // noop: the latest check found something to change
-	noop           bool     // --noop or meta noop: never applies
-	wouldRefreshBy []string // noop: parents whose changes would refresh this vertex
+	pendingMembers int             // of a group: the members its latest noop check would change
+	changedMembers map[string]bool // of a group: the members its checks changed
+	pendingNow     bool            // noop: the latest check found something to change
+	noop           bool            // --noop or meta noop: never applies
+	wouldRefreshBy []string        // noop: parents whose changes would refresh this vertex
 	// what the engine's counters include; changedLocked keeps them true
 	countedConv, countedGaveUp bool
 }
@@ -85,6 +89,16 @@ func (n *node) keepLocked(cs []Change, dropped int) {
 	if extra := len(n.changes) - MaxChangesKept; extra > 0 {
 		n.dropped += extra
 		n.changes = append(n.changes[:0:0], n.changes[extra:]...)
+	}
+}
+
+// keepMembersLocked adds the members of a group that a check changed.
+func (n *node) keepMembersLocked(ms map[string]bool) {
+	for m := range ms {
+		if n.changedMembers == nil {
+			n.changedMembers = map[string]bool{}
+		}
+		n.changedMembers[m] = true
 	}
 }
 

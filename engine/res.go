@@ -124,8 +124,12 @@ type AutoEdger interface {
 
 // Grouper is implemented by kinds whose resources can be merged into one
 // vertex that does their work at once (several packages in one transaction).
+// A group's CheckApply reports each change under ForMember, and each
+// failed member as a *MemberError, so that logs, reports and the run's
+// error name the member.
 type Grouper interface {
-	// GroupKey: resources of the same kind with equal keys may be grouped.
+	// GroupKey: resources of the same kind with equal keys may be grouped;
+	// an empty key: this one is never grouped.
 	GroupKey() string
 	// Group returns one resource that manages the receiver and all others.
 	Group(others []Res) (Res, error)
@@ -137,4 +141,39 @@ type Grouper interface {
 // the pattern directory), or an error if it must be refused.
 type Collector interface {
 	Collect(pattern string) (Res, error)
+}
+
+// MemberError is the failure of one member of a group, as the group's
+// CheckApply returns it (errors.Join of several): the other members were
+// checked and applied all the same. The run's error and the log name the
+// member (Res), not the group.
+type MemberError struct {
+	Res string // the member as users write it: kind[name]
+	Err error
+}
+
+func (e *MemberError) Error() string { return e.Res + ": " + e.Err.Error() }
+
+func (e *MemberError) Unwrap() error { return e.Err }
+
+// memberErrors returns the member errors err holds (errors.Join'ed, or
+// wrapped), in order; nil when it holds none.
+func memberErrors(err error) []*MemberError {
+	var out []*MemberError
+	var walk func(error)
+	walk = func(err error) {
+		switch x := err.(type) {
+		case nil:
+		case *MemberError:
+			out = append(out, x)
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
+		}
+	}
+	walk(err)
+	return out
 }

@@ -7,16 +7,22 @@ import (
 
 // Report is what one resource did during a run.
 type Report struct {
-	Res      string        `json:"res"`
-	Kind     string        `json:"kind"`
-	Changed  bool          `json:"changed"`
-	Failed   bool          `json:"failed"`
-	Error    string        `json:"error,omitempty"`
-	Checks   int           `json:"checks"`
-	Changes  int           `json:"changes"`
-	Failures int           `json:"failures"`
-	Duration time.Duration `json:"duration_ns"`
-	Removed  bool          `json:"removed,omitempty"` // left the graph during the run
+	Res  string `json:"res"`
+	Kind string `json:"kind"`
+	// Members counts the resources a group acts for (0: not a group);
+	// MembersChanged, those of them the run changed (in noop: that its
+	// latest check would change); MembersFailed, those that failed.
+	Members        int           `json:"members,omitempty"`
+	MembersChanged int           `json:"members_changed,omitempty"`
+	MembersFailed  int           `json:"members_failed,omitempty"`
+	Changed        bool          `json:"changed"`
+	Failed         bool          `json:"failed"`
+	Error          string        `json:"error,omitempty"`
+	Checks         int           `json:"checks"`
+	Changes        int           `json:"changes"`
+	Failures       int           `json:"failures"`
+	Duration       time.Duration `json:"duration_ns"`
+	Removed        bool          `json:"removed,omitempty"` // left the graph during the run
 	// Noop: the resource ran without applying (--noop or meta noop);
 	// Properties are then what it would change, as its latest check found.
 	Noop bool `json:"noop,omitempty"`
@@ -36,8 +42,17 @@ func (n *node) reportLocked() Report {
 		Checks: n.stats.Checks, Changes: n.stats.Changes, Failures: n.stats.Failures,
 		Duration: n.stats.Duration,
 	}
+	if len(n.v.Grouped) > 0 {
+		r.Members, r.MembersChanged = 1+len(n.v.Grouped), len(n.changedMembers)
+		if n.noop {
+			r.MembersChanged = n.pendingMembers
+		}
+	}
 	if n.st == stateFailed && n.lastErr != nil {
 		r.Failed, r.Error = true, n.lastErr.Error()
+		if r.Members > 0 {
+			r.MembersFailed = len(memberErrors(n.lastErr))
+		}
 	}
 	if n.noop {
 		r.Noop = true
@@ -52,6 +67,20 @@ func (n *node) reportLocked() Report {
 	r.Properties = append([]Change(nil), n.changes...)
 	r.NotListed = n.dropped
 	return r
+}
+
+// Count is how many resources r counts for in a run's tally of what
+// changed, would change or failed (with what, r.Changed, r.Pending or
+// r.Failed): 1, or for a group the members that did (1 at least).
+func (r Report) Count(what bool, members int) int {
+	switch {
+	case !what:
+		return 0
+	case r.Members > 0:
+		return max(1, members)
+	default:
+		return 1
+	}
 }
 
 // Reports lists what every resource did, sorted by name: those in the graph

@@ -26,13 +26,22 @@ type Vertex struct {
 }
 
 // String is the resource's reference as users write it: kind[name], or
-// kind[autogroup:(a,b,c)] for a group.
+// kind[autogroup:(a,b,c)] for a group; a group of more than maxNamesShown
+// lists that many names and how many more it holds (a directory of 10,000
+// files is one group: its every log line would carry them all).
 func (v *Vertex) String() string {
 	if len(v.Grouped) == 0 {
 		return fmt.Sprintf("%s[%s]", v.Kind, v.Name)
 	}
-	return fmt.Sprintf("%s[autogroup:(%s)]", v.Kind, strings.Join(v.names(), ","))
+	names := v.names()
+	if len(names) > maxNamesShown {
+		names = append(names[:maxNamesShown:maxNamesShown], fmt.Sprintf("...+%d more", len(names)-maxNamesShown))
+	}
+	return fmt.Sprintf("%s[autogroup:(%s)]", v.Kind, strings.Join(names, ","))
 }
+
+// maxNamesShown is how many members a group's String names.
+const maxNamesShown = 5
 
 // Members lists the names in a group, for the DOT output.
 func (v *Vertex) Members() []string {

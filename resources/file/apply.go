@@ -39,17 +39,23 @@ const (
 // stamps; new content is written to a temporary file beside the path,
 // synced, given its mode and owner, and renamed over the path.
 func (r *File) CheckApply(ctx context.Context, apply bool) (bool, error) {
+	return r.checkApply(ctx, apply, nil, (*File).owner)
+}
+
+// checkApply is CheckApply, with the new file's write left to the batch b
+// of a group when b is not nil, and owner resolving the owner and group.
+func (r *File) checkApply(ctx context.Context, apply bool, b *batch, owner func(*File) (int, int, error)) (bool, error) {
 	s, err := r.spec()
 	if err != nil {
 		return false, err
 	}
 	uid, gid := -1, -1
 	if !s.absent {
-		if uid, gid, err = r.owner(); err != nil {
+		if uid, gid, err = owner(r); err != nil {
 			return false, err
 		}
 	}
-	a := &applier{ctx: ctx, apply: apply, log: r.logger(), force: s.force}
+	a := &applier{ctx: ctx, apply: apply, log: r.logger(), force: s.force, batch: b}
 	if apply {
 		// Leftovers of a crash beside the path go even when nothing is
 		// written there: a rewrite killed midway leaves its temporary
@@ -88,6 +94,9 @@ type applier struct {
 	// entry, while a tree's entry is checked, gathers what differs about
 	// it: a tree reports one change per entry, not one per property.
 	entry *treeEntry
+	// batch, in a group's check, collects the new files written, which the
+	// group makes durable and renames together (group.go).
+	batch *batch
 }
 
 // treeEntry is what differs about one entry of a tree.
@@ -452,7 +461,8 @@ func (a *applier) fixAttrs(fd int, path string, st *unix.Stat_t, want attrs) (bo
 
 // write replaces path atomically with the content of src. The mode and
 // owner are want's, or those of the regular file being replaced (old), or
-// 0644 and the process's own.
+// 0644 and the process's own. In a batch (a group's check), the new file is
+// only prepared: the batch makes it durable and renames it with the others.
 func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, replaceDir bool, why string) (bool, error) {
 	if !a.apply {
 		return true, nil
@@ -460,6 +470,44 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	if err := a.ctx.Err(); err != nil {
 		return false, err
 	}
+	p, err := a.prepare(path, src, want, old, replaceDir, why)
+	if err != nil {
+		return false, err
+	}
+	if a.batch != nil {
+		a.batch.add(p)
+		return true, nil
+	}
+	if err := p.commit(a.log); err != nil {
+		return p.renamed, err
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return true, err
+	}
+	p.logWritten(a.log)
+	return true, nil
+}
+
+// pending is a new file written beside its path, not yet durable nor
+// renamed over the path.
+type pending struct {
+	path, tmp  string
+	written    unix.Stat_t // of tmp, to check that the rename put it at path
+	replaceDir bool
+	renamed    bool
+
+	// for the log
+	why  string
+	n    int64
+	sum  string
+	mode uint32
+
+	member int // the group member it belongs to
+}
+
+// prepare writes the content of src to a new temporary file beside path,
+// with its mode and owner, syncs it (outside a batch) and closes it.
+func (a *applier) prepare(path string, src source, want attrs, old *unix.Stat_t, replaceDir bool, why string) (*pending, error) {
 	mode, uid, gid := uint32(defaultFileMode), want.uid, want.gid
 	switch {
 	case want.hasMode:
@@ -469,16 +517,17 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	}
 	rc, _, err := src.open()
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	defer rc.Close()
 
 	fd, tmp, err := a.createTemp(path)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
+	p := &pending{path: path, tmp: tmp, replaceDir: replaceDir, why: why, mode: mode}
 	h := sha256.New()
-	n, err := copyTo(fd, rc, h)
+	p.n, err = copyTo(fd, rc, h)
 	if err == nil {
 		uid, gid, err = ownerFor(fd, uid, gid, old)
 	}
@@ -488,12 +537,11 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	if err == nil {
 		err = wrap("chmod", unix.Fchmod(fd, mode))
 	}
-	if err == nil {
+	if err == nil && a.batch == nil {
 		err = wrap("fsync", unix.Fsync(fd))
 	}
-	var written unix.Stat_t
 	if err == nil {
-		err = wrap("stat", unix.Fstat(fd, &written))
+		err = wrap("stat", unix.Fstat(fd, &p.written))
 	}
 	// The lock of the temporary file (see createTemp) is held by a
 	// duplicate up to the rename: closing fd alone would drop it.
@@ -505,26 +553,65 @@ func (a *applier) write(path string, src source, want attrs, old *unix.Stat_t, r
 	if cerr := unix.Close(fd); err == nil {
 		err = wrap("close", cerr)
 	}
-	if err == nil && replaceDir {
-		if err = os.RemoveAll(path); err == nil {
-			a.log.Info("directory removed to make way for a file", "path", path)
+	if err != nil {
+		_ = unix.Unlink(tmp)
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	p.sum = shortSum(h)
+	return p, nil
+}
+
+// fsync makes the new file of a batch durable (outside a batch, prepare
+// syncs it before closing it). It opens the file again, without following
+// a link, and checks that it is the file written before its fsync: fsync
+// writes back the inode's data whichever descriptor asks.
+func (p *pending) fsync() error {
+	fd, err := unix.Open(p.tmp, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p.path, pathErr("open", p.tmp, err))
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("write %s: %w", p.path, pathErr("stat", p.tmp, err))
+	}
+	if st.Dev != p.written.Dev || st.Ino != p.written.Ino {
+		return fmt.Errorf("write %s: %s: %w", p.path, p.tmp, errReplaced)
+	}
+	if err := unix.Fsync(fd); err != nil {
+		return fmt.Errorf("write %s: %w", p.path, wrap("fsync", err))
+	}
+	return nil
+}
+
+// abort removes the temporary file.
+func (p *pending) abort() { _ = unix.Unlink(p.tmp) }
+
+// commit renames the durable new file over its path (after removing the
+// directory in its way, with force) and checks that the path holds it.
+func (p *pending) commit(log *slog.Logger) error {
+	var err error
+	if p.replaceDir {
+		if err = os.RemoveAll(p.path); err == nil {
+			log.Info("directory removed to make way for a file", "path", p.path)
 		}
 	}
 	if err == nil {
-		err = wrap("rename", unix.Rename(tmp, path))
+		err = wrap("rename", unix.Rename(p.tmp, p.path))
 	}
 	if err != nil {
-		_ = unix.Unlink(tmp)
-		return false, fmt.Errorf("write %s: %w", path, err)
+		p.abort()
+		return fmt.Errorf("write %s: %w", p.path, err)
 	}
-	if err := sameInode(path, &written); err != nil {
-		return true, fmt.Errorf("write %s: %w", path, err)
+	p.renamed = true
+	if err := sameInode(p.path, &p.written); err != nil {
+		return fmt.Errorf("write %s: %w", p.path, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return true, err
-	}
-	a.log.Debug("file written", "path", path, "why", why, "bytes", n, "sha256", shortSum(h), "mode", fmt.Sprintf("%04o", mode))
-	return true, nil
+	return nil
+}
+
+func (p *pending) logWritten(log *slog.Logger) {
+	log.Debug("file written", "path", p.path, "why", p.why, "bytes", p.n, "sha256", p.sum, "mode", fmt.Sprintf("%04o", p.mode))
 }
 
 // ownerFor returns the owner to give the new file fd: the managed one, else

@@ -35,7 +35,7 @@ func TestExamples(t *testing.T) {
 				if !strings.HasPrefix(r.Path, "/tmp/") {
 					t.Fatalf("%s: path %s is not under /tmp", v.Name, r.Path)
 				}
-				if os.Getuid() != 0 && (r.Owner != "" || r.Group != "") {
+				if os.Getuid() != 0 && (r.Owner != "" || r.GroupName != "") {
 					skip.OrFail(t, "owners need root (running as uid %d)", os.Getuid())
 				}
 				r.Path = root + strings.TrimPrefix(r.Path, "/tmp")

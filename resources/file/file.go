@@ -30,20 +30,21 @@ const (
 
 // File manages one path. A path ending in "/" is a directory.
 type File struct {
-	Path    string  `yaml:"path"`    // absolute; a trailing "/" means a directory
-	Content *string `yaml:"content"` // the exact content; nil: not managed
-	Source  string  `yaml:"source"`  // a local file to copy, or with recurse a directory tree
-	State   string  `yaml:"state"`   // exists (default) or absent
-	Mode    string  `yaml:"mode"`    // octal, e.g. "0640"; empty: not managed (new files get 0644, directories 0755)
-	Owner   string  `yaml:"owner"`   // user name or uid; empty: not managed
-	Group   string  `yaml:"group"`   // group name or gid; empty: not managed
-	Recurse bool    `yaml:"recurse"` // a directory: copy the source tree into it
-	Purge   bool    `yaml:"purge"`   // with recurse: remove what is not in the source
-	Force   bool    `yaml:"force"`   // replace a directory by a file or the reverse; remove non-empty directories
+	Path      string  `yaml:"path"`    // absolute; a trailing "/" means a directory
+	Content   *string `yaml:"content"` // the exact content; nil: not managed
+	Source    string  `yaml:"source"`  // a local file to copy, or with recurse a directory tree
+	State     string  `yaml:"state"`   // exists (default) or absent
+	Mode      string  `yaml:"mode"`    // octal, e.g. "0640"; empty: not managed (new files get 0644, directories 0755)
+	Owner     string  `yaml:"owner"`   // user name or uid; empty: not managed
+	GroupName string  `yaml:"group"`   // group name or gid; empty: not managed
+	Recurse   bool    `yaml:"recurse"` // a directory: copy the source tree into it
+	Purge     bool    `yaml:"purge"`   // with recurse: remove what is not in the source
+	Force     bool    `yaml:"force"`   // replace a directory by a file or the reverse; remove non-empty directories
 
-	log *slog.Logger
-	fsw *fswatch.Watcher // nil: fswatch.Default()
-	s   *spec            // parsed by Validate
+	name string // the resource's name, for messages about it in a group
+	log  *slog.Logger
+	fsw  *fswatch.Watcher // nil: fswatch.Default()
+	s    *spec            // parsed by Validate
 }
 
 // spec is a File's parameters checked and parsed.
@@ -161,9 +162,9 @@ func (r *File) parse() (*spec, error) {
 			bad("owner: %q: %w: want a user name or a numeric uid", r.Owner, err)
 		}
 	}
-	if r.Group != "" {
-		if err := checkID(r.Group); err != nil {
-			bad("group: %q: %w: want a group name or a numeric gid", r.Group, err)
+	if r.GroupName != "" {
+		if err := checkID(r.GroupName); err != nil {
+			bad("group: %q: %w: want a group name or a numeric gid", r.GroupName, err)
 		}
 	}
 	if len(errs) > 0 {
@@ -211,8 +212,8 @@ func (r *File) owner() (uid, gid int, err error) {
 			return 0, 0, fmt.Errorf("owner: %q: %w: want a user name known on this host or a numeric uid (a user resource of the graph that creates it is applied first)", r.Owner, err)
 		}
 	}
-	if r.Group != "" {
-		gid, err = lookupID(r.Group, func(name string) (string, error) {
+	if r.GroupName != "" {
+		gid, err = lookupID(r.GroupName, func(name string) (string, error) {
 			g, err := user.LookupGroup(name)
 			if err != nil {
 				return "", err
@@ -220,7 +221,7 @@ func (r *File) owner() (uid, gid int, err error) {
 			return g.Gid, nil
 		})
 		if err != nil {
-			return 0, 0, fmt.Errorf("group: %q: %w: want a group name known on this host or a numeric gid (a group resource of the graph that creates it is applied first)", r.Group, err)
+			return 0, 0, fmt.Errorf("group: %q: %w: want a group name known on this host or a numeric gid (a group resource of the graph that creates it is applied first)", r.GroupName, err)
 		}
 	}
 	return uid, gid, nil
@@ -294,6 +295,7 @@ func (r *File) spec() (*spec, error) {
 // SetName makes an absolute resource name the path when no path is given,
 // as the original mgmt did (name: /etc/motd).
 func (r *File) SetName(name string) {
+	r.name = name
 	if r.Path == "" && filepath.IsAbs(name) {
 		r.Path = name
 	}
@@ -318,14 +320,31 @@ func (r *File) logger() *slog.Logger {
 // Watch reports a change to the path (for a tree, anything in it) or to the
 // source, through the process's one inotify instance.
 func (r *File) Watch(ctx context.Context, ev engine.Events) error {
-	s, err := r.spec()
+	cancels, err := r.subscribe(ev.Dirty)
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
 	if err != nil {
 		return err
+	}
+	ev.Running()
+	<-ctx.Done()
+	return nil
+}
+
+// subscribe asks for fn to be called on a change to the path or the
+// source. It returns the cancels of what it subscribed, even on an error.
+func (r *File) subscribe(fn func()) ([]func(), error) {
+	s, err := r.spec()
+	if err != nil {
+		return nil, err
 	}
 	w := r.fsw
 	if w == nil {
 		if w, err = fswatch.Default(); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	watch := w.Watch
@@ -333,25 +352,18 @@ func (r *File) Watch(ctx context.Context, ev engine.Events) error {
 		watch = w.WatchTree
 	}
 	var cancels []func()
-	defer func() {
-		for _, c := range cancels {
-			c()
-		}
-	}()
-	cancel, err := watch(s.path, ev.Dirty)
+	cancel, err := watch(s.path, fn)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cancels = append(cancels, cancel)
 	if s.source != "" && !s.absent {
-		if cancel, err = watch(s.source, ev.Dirty); err != nil {
-			return err
+		if cancel, err = watch(s.source, fn); err != nil {
+			return cancels, err
 		}
 		cancels = append(cancels, cancel)
 	}
-	ev.Running()
-	<-ctx.Done()
-	return nil
+	return cancels, nil
 }
 
 // Close has nothing to release: Watch drops its watches when it returns.
@@ -397,8 +409,8 @@ func (r *File) AutoEdges(context.Context) ([]engine.AutoEdge, error) {
 	if r.Owner != "" {
 		edges = append(edges, engine.AutoEdge{UIDs: []engine.UID{{Kind: "user", Key: r.Owner}}})
 	}
-	if r.Group != "" {
-		edges = append(edges, engine.AutoEdge{UIDs: []engine.UID{{Kind: "group", Key: r.Group}}})
+	if r.GroupName != "" {
+		edges = append(edges, engine.AutoEdge{UIDs: []engine.UID{{Kind: "group", Key: r.GroupName}}})
 	}
 	if filepath.IsAbs(r.Source) {
 		src := filepath.Clean(r.Source)
@@ -446,14 +458,14 @@ func (r *File) Collect(pattern string) (engine.Res, error) {
 		return nil, fmt.Errorf("%w: it has source %q, a file on the exporting host", ErrCollect, r.Source)
 	}
 	c := &File{
-		Path:    filepath.Join(dir, base),
-		State:   r.State,
-		Mode:    r.Mode,
-		Owner:   r.Owner,
-		Group:   r.Group,
-		Recurse: r.Recurse,
-		Purge:   r.Purge,
-		Force:   r.Force,
+		Path:      filepath.Join(dir, base),
+		State:     r.State,
+		Mode:      r.Mode,
+		Owner:     r.Owner,
+		GroupName: r.GroupName,
+		Recurse:   r.Recurse,
+		Purge:     r.Purge,
+		Force:     r.Force,
 	}
 	if strings.HasSuffix(r.Path, "/") {
 		c.Path += "/"

@@ -101,7 +101,7 @@ func TestConformance(t *testing.T) {
 		name: "content",
 		root: true,
 		res: func(t *testing.T, root string) *File {
-			return &File{Path: root + "/sub/f", Content: ptr("hello\n"), Mode: "0640", Owner: "root", Group: "0"}
+			return &File{Path: root + "/sub/f", Content: ptr("hello\n"), Mode: "0640", Owner: "root", GroupName: "0"}
 		},
 		drifts: func(root, outside string) []restest.Drift {
 			p := root + "/sub/f"
@@ -381,7 +381,7 @@ func TestSetuidSurvivesChown(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "f")
 	writeFile(t, p, "x")
 	must(t, unix.Chmod(p, 0o4755))
-	r := &File{Path: p, Mode: "4755", Owner: "7", Group: "7"}
+	r := &File{Path: p, Mode: "4755", Owner: "7", GroupName: "7"}
 	if !apply(t, r) {
 		t.Fatal("no change reported")
 	}
@@ -532,8 +532,8 @@ func TestValidate(t *testing.T) {
 		want string // "" means valid
 	}{
 		{File{Path: "/etc/motd"}, ""},
-		{File{Path: "/etc/motd", Content: ptr(""), Mode: "644", Owner: "root", Group: "root"}, ""},
-		{File{Path: "/srv/www/", Source: "/opt/site", Recurse: true, Purge: true, Mode: "2775", Owner: "0", Group: "0"}, ""},
+		{File{Path: "/etc/motd", Content: ptr(""), Mode: "644", Owner: "root", GroupName: "root"}, ""},
+		{File{Path: "/srv/www/", Source: "/opt/site", Recurse: true, Purge: true, Mode: "2775", Owner: "0", GroupName: "0"}, ""},
 		{File{Path: "/tmp/x", State: "absent", Force: true}, ""},
 		{File{}, "path: missing: want an absolute path, e.g. path: /etc/motd (a trailing / makes it a directory)"},
 		{File{Path: "etc/motd"}, `path: "etc/motd" is relative: want an absolute path, e.g. /etc/motd`},
@@ -552,8 +552,8 @@ func TestValidate(t *testing.T) {
 		{File{Path: "/etc/motd", Mode: "17777"}, `mode: "17777" is invalid: want 3 or 4 octal digits, e.g. "0644" or "2775"`},
 		// Names are resolved when applied: the graph may create them.
 		{File{Path: "/etc/motd", Owner: "no-such-user-here"}, ""},
-		{File{Path: "/etc/motd", Group: "no-such-group-here"}, ""},
-		{File{Path: "/etc/motd", Owner: "4294967295", Group: "a\x00b"}, `owner: "4294967295": -1 is not an id: want a user name or a numeric uid` + "\n" +
+		{File{Path: "/etc/motd", GroupName: "no-such-group-here"}, ""},
+		{File{Path: "/etc/motd", Owner: "4294967295", GroupName: "a\x00b"}, `owner: "4294967295": -1 is not an id: want a user name or a numeric uid` + "\n" +
 			`group: "a\x00b": contains a NUL byte: want a group name or a numeric gid`},
 		{File{Path: "/", State: StateAbsent, Force: true}, "path: / cannot be removed, purged or forced: want a directory below it"},
 		{File{Path: "/", Source: "/srv", Recurse: true, Purge: true}, "path: / cannot be removed, purged or forced: want a directory below it"},
@@ -783,7 +783,7 @@ func TestOwnerResolvedWhenApplied(t *testing.T) {
 		want string
 	}{
 		{File{Path: path, Owner: "no-such-user-here"}, `owner: "no-such-user-here": unknown on this host: want a user name known on this host or a numeric uid (a user resource of the graph that creates it is applied first)`},
-		{File{Path: path, Group: "no-such-group-here"}, `group: "no-such-group-here": unknown on this host: want a group name known on this host or a numeric gid (a group resource of the graph that creates it is applied first)`},
+		{File{Path: path, GroupName: "no-such-group-here"}, `group: "no-such-group-here": unknown on this host: want a group name known on this host or a numeric gid (a group resource of the graph that creates it is applied first)`},
 	} {
 		r := tt.res
 		if err := r.Validate(); err != nil {
@@ -797,7 +797,7 @@ func TestOwnerResolvedWhenApplied(t *testing.T) {
 			t.Errorf("CheckApply's error does not wrap errUnknown: %v", err)
 		}
 	}
-	r := File{Path: "/srv/x", Owner: "www", Group: "web"}
+	r := File{Path: "/srv/x", Owner: "www", GroupName: "web"}
 	edges, err := r.AutoEdges(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ func FuzzValidate(f *testing.F) {
 		f.Add(s.path, s.content, s.hasContent, s.source, s.state, s.mode, s.owner, s.group, s.recurse, s.purge, s.force)
 	}
 	f.Fuzz(func(t *testing.T, path, content string, hasContent bool, source, state, mode, owner, group string, recurse, purge, force bool) {
-		r := &File{Path: path, Source: source, State: state, Mode: mode, Owner: owner, Group: group, Recurse: recurse, Purge: purge, Force: force}
+		r := &File{Path: path, Source: source, State: state, Mode: mode, Owner: owner, GroupName: group, Recurse: recurse, Purge: purge, Force: force}
 		if hasContent {
 			r.Content = &content
 		}

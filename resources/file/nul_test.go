@@ -10,10 +10,10 @@ import (
 func TestOwnerWithNULRefused(t *testing.T) {
 	for _, r := range []*File{
 		{Path: "/tmp/x", Owner: "root\x00x"},
-		{Path: "/tmp/x", Group: "root\x00x"},
+		{Path: "/tmp/x", GroupName: "root\x00x"},
 	} {
 		if err := r.Validate(); err == nil || !strings.Contains(err.Error(), "NUL") {
-			t.Fatalf("owner %q group %q: %v", r.Owner, r.Group, err)
+			t.Fatalf("owner %q group %q: %v", r.Owner, r.GroupName, err)
 		}
 	}
 }
