@@ -437,6 +437,7 @@ func (r *runner) rebuildLoop(ctx context.Context, fileChanged <-chan struct{}) {
 		}
 		r.status.swapping(pending.record())
 		r.eng.Swap(g)
+		r.status.swapped()
 		if pending != nil {
 			r.log.Info("deploy swapped in", "deploy", pending.meta.Number)
 		}

@@ -107,6 +107,7 @@ func (r *runner) firstGraph(ctx context.Context) ([]byte, *yamlgraph.Graph, *eng
 				if yg, g, err = r.build(ctx, s.data); err == nil {
 					r.log.Info("running the cached deploy", "deploy", m.Number, "hash", m.Hash)
 					r.status.swapping(&m)
+					r.status.swapped() // the engine starts with it
 					r.status.want(m.Number, "")
 					return s.data, yg, g, nil
 				}
@@ -184,6 +185,7 @@ func (r *runner) onFromCluster(ctx context.Context, ev fcEvent) (*staged, bool) 
 	// the deploy, not a drift.
 	r.status.renaming()
 	if err := r.fc.install(s); err != nil {
+		r.status.swapped() // nothing was swapped: the running graph goes on
 		s.answer(err)
 		return nil, false
 	}
@@ -199,6 +201,7 @@ func (r *runner) unstage(s *staged, err error) {
 	if uerr := r.fc.uninstall(s); uerr != nil {
 		r.log.Error("the running deploy's files could not be put back", "err", uerr)
 	}
+	r.status.swapped() // the running graph goes on
 	s.answer(err)
 }
 

@@ -25,13 +25,12 @@ type hostStatus struct {
 	wanted  int64       // the deploy this host was told to run
 	err     string      // why wanted is not running
 	drifts  int64
-	settled bool                    // converged since the last swap: a change now is a drift
-	// renamed: a deploy's files were just replaced under the running
-	// graph; until the engine has been busy with them, a "converged" is
-	// the one from before and settles nothing.
-	renamed bool
-	pub     *deploy.StatusPublisher // nil until the cluster is up
-	depool  *depool                 // nil until the cluster is up
+	settled bool // converged since the last swap: a change now is a drift
+	// swapPending: between swapping (or renaming) and swapped, what
+	// changes is the new graph's or the deploy's doing, not a drift.
+	swapPending bool
+	pub         *deploy.StatusPublisher // nil until the cluster is up
+	depool      *depool                 // nil until the cluster is up
 	// moved is ready (one slot) once the engine converged or a deploy
 	// was swapped in (one whose graph is the running one's changes
 	// nothing): the depool follower may repool the host.
@@ -60,25 +59,27 @@ func (h *hostStatus) Converged(converged bool) {
 	if h.next != nil {
 		h.next.Converged(converged)
 	}
-	h.mu.Lock()
-	eng := h.eng
-	h.mu.Unlock()
-	if !converged {
-		h.mu.Lock()
-		h.renamed = false
-		h.mu.Unlock()
-	} else if eng == nil || eng.State().Converged {
-		// The engine tells of a change of its state after it happened,
-		// from its own goroutine: a swap may have come in between, so the
-		// state is asked afresh before a change is counted as a drift.
-		h.mu.Lock()
-		if !h.renamed {
-			h.settled = true
-		}
-		h.mu.Unlock()
-		h.poke()
+	if converged {
+		h.settle()
 	}
 	h.notify()
+}
+
+// settle starts counting drifts once no swap is under way and the engine,
+// asked afresh, is converged: the engine tells of a change of its state
+// after the fact, from its own goroutine, so a "converged" may be from
+// before a swap that came in between.
+func (h *hostStatus) settle() {
+	h.mu.Lock()
+	eng, pending := h.eng, h.swapPending
+	h.mu.Unlock()
+	if pending || eng != nil && !eng.State().Converged {
+		return // the next "converged", or swapped, settles
+	}
+	h.mu.Lock()
+	h.settled = true
+	h.mu.Unlock()
+	h.poke()
 }
 
 func (h *hostStatus) poke() {
@@ -112,7 +113,7 @@ func (h *hostStatus) swapping(m *deploy.Meta) {
 		return
 	}
 	h.mu.Lock()
-	h.settled = false // renamed stays: the new graph runs on the renamed files
+	h.settled, h.swapPending = false, true
 	if m != nil {
 		h.running, h.err = *m, ""
 	}
@@ -122,18 +123,20 @@ func (h *hostStatus) swapping(m *deploy.Meta) {
 }
 
 // renaming is swapping for the moment a deploy's files are replaced under
-// the running graph: the engine is about to be busy with them, so the next
-// "converged" that counts is one after it was. (Should nothing look at the
-// renamed files, the first outside change after is repaired but not
-// counted: an undercount, never a drift made up.)
-func (h *hostStatus) renaming() {
+// the running graph: what the running graph's file resources change on
+// seeing them is the deploy, not a drift, until swapped.
+func (h *hostStatus) renaming() { h.swapping(nil) }
+
+// swapped is called once the graph announced by swapping runs (or was
+// refused): from the engine's next converged state on, a change is a drift.
+func (h *hostStatus) swapped() {
 	if h == nil {
 		return
 	}
-	h.swapping(nil)
 	h.mu.Lock()
-	h.renamed = true
+	h.swapPending = false
 	h.mu.Unlock()
+	h.settle()
 }
 
 // want records the deploy this host was told to run; err, if not empty,
