@@ -66,24 +66,24 @@ func TestGroupMemberFailure(t *testing.T) {
 	if len(re.Failures) != 1 || re.Failures[0].Res != "m[b]" || re.Failures[0].Err.Error() != "bad member" {
 		t.Fatalf("failures %+v, want m[b] alone, with its own error", re.Failures)
 	}
-	var group *Report
+	// The report lists each member by its own name: its own changes, its
+	// own failure, and the group that acted for it.
+	byRes := map[string]Report{}
 	for _, r := range e.Reports() {
-		if strings.HasPrefix(r.Res, "m[autogroup:") {
-			group = &r
+		byRes[r.Res] = r
+	}
+	for _, m := range []string{"m[a]", "m[b]", "m[c]"} {
+		r, ok := byRes[m]
+		if !ok || !strings.HasPrefix(r.Group, "m[autogroup:") {
+			t.Fatalf("no report of member %s in its group: %+v", m, e.Reports())
 		}
-	}
-	if group == nil {
-		t.Fatalf("no group in the reports %+v", e.Reports())
-	}
-	var members []string
-	for _, c := range group.Properties {
-		members = append(members, c.Res)
-	}
-	if fmt.Sprint(members) != "[m[a] m[c]]" || !group.Failed || !strings.Contains(group.Error, "m[b]: bad member") {
-		t.Fatalf("group report %+v: want the changes of m[a] and m[c], failed naming m[b]", *group)
-	}
-	if group.Members != 3 || group.MembersChanged != 2 {
-		t.Fatalf("group report counts %d members, %d changed; want 3 and 2 (a and c)", group.Members, group.MembersChanged)
+		failed := m == "m[b]"
+		if r.Failed != failed || r.Changed == failed || failed && r.Error != "bad member" {
+			t.Errorf("%s: report %+v: want failed=%v with its own error, changed=%v", m, r, failed, !failed)
+		}
+		if !failed && (len(r.Properties) != 1 || r.Properties[0].Res != m) {
+			t.Errorf("%s: properties %+v: want its own change only", m, r.Properties)
+		}
 	}
 	log := out.String()
 	for _, want := range []string{`msg=changed res=m[a] property=state`, `msg=changed res=m[c] property=state`} {
@@ -208,7 +208,12 @@ func TestGroupNoopCountsMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs := e.Reports()
-	if len(rs) != 1 || rs[0].Members != 4 || rs[0].MembersChanged != 4 || !rs[0].Pending {
-		t.Fatalf("reports %+v: want one group of 4 members, 4 pending", rs)
+	if len(rs) != 4 {
+		t.Fatalf("reports %+v: want one per member of the group", rs)
+	}
+	for _, r := range rs {
+		if !r.Pending || !r.Noop || r.Group == "" || len(r.Properties) != 1 || r.Properties[0].Res != r.Res {
+			t.Errorf("report %+v: want a pending member of the group, with its own change", r)
+		}
 	}
 }

@@ -34,6 +34,10 @@ type Report struct {
 	Properties []Change `json:"properties,omitempty"`
 	// NotListed counts the changes left out of Properties.
 	NotListed int `json:"not_listed,omitempty"`
+	// Group names the vertex that acted for this resource when it was
+	// grouped with others (file[autogroup:(a,b,...)]); its Checks,
+	// Duration and Noop are the group's.
+	Group string `json:"group,omitempty"`
 }
 
 func (n *node) reportLocked() Report {
@@ -69,6 +73,49 @@ func (n *node) reportLocked() Report {
 	return r
 }
 
+// memberReportsLocked is n's report, or for a group one report per member,
+// so that a run's report lists every resource of the graph by its own name
+// with its own changes and failure.
+func (n *node) memberReportsLocked() []Report {
+	g := n.reportLocked()
+	if len(n.v.Grouped) == 0 {
+		return []Report{g}
+	}
+	failed := map[string]error{}
+	for _, me := range memberErrors(n.lastErr) {
+		failed[me.Res] = me.Err
+	}
+	members := append([]*Vertex{n.v}, n.v.Grouped...)
+	out := make([]Report, 0, len(members))
+	for _, m := range members {
+		ref := Ref{Kind: m.Kind, Name: m.Name}.String()
+		r := Report{
+			Res: ref, Kind: m.Kind, Group: g.Res, Noop: g.Noop,
+			Checks: g.Checks, Duration: g.Duration, Removed: g.Removed,
+		}
+		for _, c := range g.Properties {
+			if c.Res == ref {
+				r.Properties = append(r.Properties, c)
+			}
+		}
+		if err, ok := failed[ref]; ok {
+			r.Failed, r.Error, r.Failures = true, err.Error(), 1
+		} else if g.Failed && len(failed) == 0 {
+			r.Failed, r.Error, r.Failures = true, g.Error, g.Failures // the group as a whole
+		}
+		if g.Noop {
+			r.Pending = len(r.Properties) > 0
+		} else {
+			r.Changed = n.changedMembers[ref] || len(r.Properties) > 0
+			if r.Changed {
+				r.Changes = 1
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
 // Count is how many resources r counts for in a run's tally of what
 // changed, would change or failed (with what, r.Changed, r.Pending or
 // r.Failed): 1, or for a group the members that did (1 at least).
@@ -90,7 +137,7 @@ func (e *Engine) Reports() []Report {
 	defer e.mu.Unlock()
 	out := append([]Report(nil), e.gone...)
 	for _, n := range e.order {
-		out = append(out, n.reportLocked())
+		out = append(out, n.memberReportsLocked()...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Res < out[j].Res })
 	return out
