@@ -133,7 +133,9 @@ func (r *Mount) Validate() error {
 		bad("state: %q is invalid: want mounted (the default), unmounted or absent", r.State)
 	}
 	if r.state() != StateAbsent || r.persist() {
-		if blank(r.Device) && r.state() != StateAbsent {
+		if strings.HasPrefix(r.Device, "#") {
+			bad("device: %q is invalid: a leading # would make its fstab line a comment", r.Device)
+		} else if blank(r.Device) && r.state() != StateAbsent {
 			bad("device: %q is invalid: want what mount takes, without blanks, e.g. /dev/sdb1, UUID=..., tmpfs", r.Device)
 		}
 		if blank(r.Type) && r.state() != StateAbsent {
