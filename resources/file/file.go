@@ -90,11 +90,8 @@ func (r *File) parse() (*spec, error) {
 	case !filepath.IsAbs(r.Path):
 		bad("path: %q is relative: want an absolute path, e.g. /etc/motd", r.Path)
 	default:
-		s.dir = strings.HasSuffix(r.Path, "/")
+		s.dir = IsDirPath(r.Path)
 		s.path = filepath.Clean(r.Path)
-		if s.path == "/" {
-			s.dir = true
-		}
 		if base := filepath.Base(s.path); IsTemp(base) {
 			bad("path: %q has the name of a temporary file of the file resource (%s): choose another name", r.Path, base)
 		}
@@ -380,10 +377,21 @@ func (r *File) UIDs() []engine.UID {
 	}
 	p := filepath.Clean(r.Path)
 	uids := []engine.UID{{Kind: "file", Key: p}}
-	if r.State == StateAbsent || !strings.HasSuffix(r.Path, "/") && (r.Content != nil || r.Source != "") {
+	if r.State == StateAbsent || !IsDirPath(r.Path) && (r.Content != nil || r.Source != "") {
 		uids = append(uids, engine.UID{Kind: ContentUID, Key: p})
 	}
 	return uids
+}
+
+// IsDirPath tells whether a path names a directory by its spelling: a
+// trailing slash, or a last element of . or .. (which only a directory
+// has), or the root.
+func IsDirPath(p string) bool {
+	if strings.HasSuffix(p, "/") || filepath.Clean(p) == "/" {
+		return true
+	}
+	b := p[strings.LastIndexByte(p, '/')+1:]
+	return b == "." || b == ".."
 }
 
 // ContentUID is the UID kind of a file's whole content.
@@ -467,7 +475,7 @@ func (r *File) Collect(pattern string) (engine.Res, error) {
 		Purge:     r.Purge,
 		Force:     r.Force,
 	}
-	if strings.HasSuffix(r.Path, "/") {
+	if IsDirPath(r.Path) {
 		c.Path += "/"
 	}
 	if filepath.Dir(filepath.Clean(c.Path)) != dir {

@@ -49,6 +49,8 @@ func FuzzValidate(f *testing.F) {
 		{path: "/x", mode: "0968", owner: "no-such-user-mgmt", group: "4294967295"},
 		{path: "/x\x00y", source: "z"},
 		{path: "/.."},
+		{path: "/.", source: "/srv/src/"},
+		{path: "/etc/app/.", content: "x", hasContent: true},
 		{path: "/d/", content: "", hasContent: true, purge: true},
 	} {
 		f.Add(s.path, s.content, s.hasContent, s.source, s.state, s.mode, s.owner, s.group, s.recurse, s.purge, s.force)

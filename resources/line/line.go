@@ -53,7 +53,7 @@ func (r *Line) Validate() error {
 		bad("path: %q contains a NUL byte", r.Path)
 	case !filepath.IsAbs(r.Path):
 		bad("path: %q is relative: want an absolute path", r.Path)
-	case strings.HasSuffix(r.Path, "/") || filepath.Clean(r.Path) == "/":
+	case file.IsDirPath(r.Path):
 		bad("path: %q is a directory: want the path of a file", r.Path)
 	default:
 		r.path = filepath.Clean(r.Path)
