@@ -274,7 +274,9 @@ func autoGroup(log *slog.Logger) Transform {
 }
 
 // groupPass picks, from candidates, the first and every later one with no
-// path to or from those picked before it; it returns the rest apart.
+// path to or from those picked before it; it returns the rest apart. Edges
+// from the group keep the member they came from (pgraph.Edge.Tails), so a
+// failing member holds back only its own dependents (node.waitsOnLocked).
 func (g *Graph) groupPass(candidates []*Vertex) (members, rest []*Vertex) {
 	below := map[pgraph.Vertex]bool{} // reachable from a member
 	above := map[pgraph.Vertex]bool{} // reaching a member

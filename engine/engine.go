@@ -220,7 +220,7 @@ func (e *Engine) quietLocked() bool {
 		default:
 			blocked := false
 			for _, p := range n.parents {
-				if !p.convergedLocked() && settled[p] {
+				if !p.convergedLocked() && settled[p] && n.waitsOnLocked(p) {
 					blocked = true
 					break
 				}
@@ -419,7 +419,7 @@ func (e *Engine) apply() {
 	e.order = e.order[:0]
 	for _, v := range g.Order() {
 		n := byVertex[v]
-		n.parents, n.children, n.notify = n.parents[:0], n.children[:0], nil
+		n.parents, n.children, n.notify, n.tails = n.parents[:0], n.children[:0], nil, nil
 		e.order = append(e.order, n)
 	}
 	for _, v := range g.Order() {
@@ -428,11 +428,18 @@ func (e *Engine) apply() {
 			cn := byVertex[c]
 			n.children = append(n.children, cn)
 			cn.parents = append(cn.parents, n)
-			if ed, _ := g.Edge(v, c); ed != nil && ed.Notify {
+			ed, _ := g.Edge(v, c)
+			if ed != nil && ed.Notify {
 				if n.notify == nil {
 					n.notify = map[*node]bool{}
 				}
 				n.notify[cn] = true
+			}
+			if ed != nil && len(ed.Tails) > 0 {
+				if cn.tails == nil {
+					cn.tails = map[*node][]string{}
+				}
+				cn.tails[n] = ed.Tails
 			}
 		}
 	}
@@ -605,7 +612,7 @@ func (e *Engine) init(n *node) error {
 }
 
 func (n *node) failForGoodLocked(err error) {
-	n.st, n.lastErr, n.gaveUp, n.running = stateFailed, err, true, true
+	n.st, n.lastErr, n.gaveUp, n.running, n.failedMembers = stateFailed, err, true, true, nil
 	n.log.Error("failed", "err", err)
 }
 
@@ -713,7 +720,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		return
 	}
 	for _, p := range n.parents {
-		if p.st != stateOK || p.dirty || p.busy {
+		if n.waitsOnLocked(p) {
 			e.mu.Unlock() // that parent pokes us when it is done
 			return
 		}
@@ -773,6 +780,16 @@ func (e *Engine) process(ctx context.Context, n *node) {
 			e.dirtyChildrenLocked(n)
 		}
 		n.st, n.lastErr, n.notWatched = stateFailed, err, true
+		n.failedMembers = nil
+		if ms := memberErrors(err); len(ms) > 0 {
+			n.failedMembers = make(map[string]bool, len(ms))
+			for _, m := range ms {
+				n.failedMembers[m.Res] = true
+			}
+			for _, c := range n.children {
+				e.pokeLocked(c) // those that depend only on members that did not fail go on
+			}
+		}
 		n.refresh = n.refresh || refresh
 		n.refreshBy = appendNew(n.refreshBy, refreshBy...)
 		n.stats.Failures++
@@ -803,7 +820,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		return
 	}
 	wasFailed := n.st == stateFailed
-	n.st, n.lastErr, n.retries = stateOK, nil, n.v.Meta.Retry
+	n.st, n.lastErr, n.retries, n.failedMembers = stateOK, nil, n.v.Meta.Retry, nil
 	if !changed {
 		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = nil, 0, false, 0 // repaired by hand: nothing pending any more
 	}

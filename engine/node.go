@@ -58,6 +58,8 @@ type node struct {
 	retry          *time.Timer // that timer; stopped when the vertex stops
 	gaveUp         bool        // failed with no retries left; waits for a new event
 	lastErr        error
+	failedMembers  map[string]bool    // of a group whose latest check failed only for some members: those
+	tails          map[*node][]string // parent → the members of that group parent this vertex depends on (none: all of it)
 	stats          Stats
 	changes        []Change // what the checks of the run changed, the latest MaxChangesKept
 	dropped        int      // changes left out of changes
@@ -278,4 +280,31 @@ func (s *semas) acquire(ctx context.Context, list []string) (func(), error) {
 		}
 	}
 	return release, nil
+}
+
+// waitsOnLocked tells whether n must wait for its parent p before its check:
+// until p is in its desired state, except when p is a group whose latest
+// check failed only for members n does not depend on (their work was done,
+// and a failing resource holds back only what depends on it).
+func (n *node) waitsOnLocked(p *node) bool {
+	switch {
+	case p.busy:
+		return true
+	case p.st == stateOK:
+		return p.dirty
+	case p.dirty && !p.gaveUp && !p.retrying:
+		return true // checked again at once
+	case p.st != stateFailed || len(p.failedMembers) == 0:
+		return true
+	}
+	tails := n.tails[p]
+	if len(tails) == 0 {
+		return true
+	}
+	for _, t := range tails {
+		if p.failedMembers[t] {
+			return true
+		}
+	}
+	return false
 }

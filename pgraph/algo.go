@@ -257,7 +257,8 @@ func (g *Graph) Reachable(from, to Vertex) bool {
 
 // Contract replaces members by into: edges to or from a member now go to or
 // from into (duplicates merged, Notify OR-ed) and edges among members are
-// dropped. into may be a member or a new vertex; an existing into that is
+// dropped. An edge leaving a member keeps the member's name in its Tails,
+// so that what depends on one member can still be told apart. into may be a member or a new vertex; an existing into that is
 // not listed is contracted with them. If the result would have a cycle (any
 // cycle, not only through into), Contract returns a wrapped *CycleError and
 // leaves the graph unchanged.
@@ -298,7 +299,11 @@ func (g *Graph) Contract(members []Vertex, into Vertex) error {
 		}
 		for _, e := range n.out {
 			if !e.dead && !merge[e.to] {
-				moves = append(moves, redirect{in, e.to, e.e})
+				ed := e.e
+				if len(ed.Tails) == 0 {
+					ed.Tails = []string{n.v.String()}
+				}
+				moves = append(moves, redirect{in, e.to, ed})
 			}
 		}
 		if n != in {

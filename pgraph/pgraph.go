@@ -1,15 +1,20 @@
 // Package pgraph is a directed graph of opaque vertices: edges, order, reachability, cycles and DOT output.
 package pgraph
 
+import "slices"
+
 // Vertex is anything the graph holds. Vertices are compared by identity, so
 // use pointer types; String is the label used in output and errors.
 type Vertex interface{ String() string }
 
 // Edge is what an edge carries. Notify means the child is refreshed when the
-// parent changes something.
+// parent changes something. Tails names, when the tail is a contraction of
+// several vertices (Contract), the members the edge came from; empty, the
+// edge leaves from the whole vertex.
 type Edge struct {
 	Name   string
 	Notify bool
+	Tails  []string
 }
 
 // Graph is a directed graph. Vertices, parents and children come back in
@@ -97,6 +102,7 @@ func (g *Graph) AddEdge(from, to Vertex, e *Edge) {
 func (g *Graph) addEdge(f, t *node, e Edge) {
 	if ex, ok := g.edges[[2]*node{f, t}]; ok {
 		ex.e.Notify = ex.e.Notify || e.Notify
+		ex.e.Tails = unionTails(ex.e.Tails, e.Tails)
 		return
 	}
 	ed := &edge{from: f, to: t, e: e}
@@ -268,4 +274,19 @@ func (g *Graph) Copy() *Graph {
 		}
 	}
 	return c
+}
+
+// unionTails merges the tails of two edges that became one: empty (the whole
+// vertex) wins, else the union in order of first appearance.
+func unionTails(a, b []string) []string {
+	if len(a) == 0 || len(b) == 0 {
+		return nil
+	}
+	out := append([]string(nil), a...)
+	for _, t := range b {
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -230,7 +231,7 @@ func TestAddEdgeMerge(t *testing.T) {
 			g.AddEdge(a, b, tt.first)
 			g.AddEdge(a, b, tt.second)
 			got, ok := g.Edge(a, b)
-			if !ok || *got != tt.want {
+			if !ok || !reflect.DeepEqual(*got, tt.want) {
 				t.Fatalf("Edge(a, b) = %+v, %v; want %+v", got, ok, tt.want)
 			}
 			if g.NumEdges() != 1 || len(g.Children(a)) != 1 || len(g.Parents(b)) != 1 {
@@ -238,7 +239,7 @@ func TestAddEdgeMerge(t *testing.T) {
 			}
 			if tt.first != nil {
 				tt.first.Notify = !tt.first.Notify // the graph holds its own copy
-				if again, _ := g.Edge(a, b); *again != tt.want {
+				if again, _ := g.Edge(a, b); !reflect.DeepEqual(*again, tt.want) {
 					t.Errorf("changing the caller's Edge changed the graph: %+v", *again)
 				}
 			}
@@ -584,5 +585,41 @@ Edges(3):
 	}
 	if got, want := New("empty").String(), "Vertices(0):\nEdges(0):\n"; got != want {
 		t.Errorf("empty String() = %q, want %q", got, want)
+	}
+}
+
+// TestContractKeepsTails: an edge leaving a contraction names the members
+// it came from; two members' edges to one child merge into one edge naming
+// both; an edge already naming tails keeps them through a second contraction,
+// and merging with a whole-vertex edge means the whole vertex.
+func TestContractKeepsTails(t *testing.T) {
+	m1, m2, m3, c1, c2, grp := &tv{"m1"}, &tv{"m2"}, &tv{"m3"}, &tv{"c1"}, &tv{"c2"}, &tv{"grp"}
+	g := New("tails")
+	g.AddEdge(m1, c1, &Edge{Name: "a"})
+	g.AddEdge(m2, c1, &Edge{Name: "b", Notify: true})
+	g.AddEdge(m2, c2, &Edge{Name: "c"})
+	g.AddVertex(m3)
+	if err := g.Contract([]Vertex{m1, m2}, grp); err != nil {
+		t.Fatal(err)
+	}
+	e1, _ := g.Edge(grp, c1)
+	e2, _ := g.Edge(grp, c2)
+	if e1 == nil || !reflect.DeepEqual(e1.Tails, []string{"m1", "m2"}) || !e1.Notify {
+		t.Fatalf("grp -> c1 = %+v; want tails m1, m2 and notify", e1)
+	}
+	if e2 == nil || !reflect.DeepEqual(e2.Tails, []string{"m2"}) {
+		t.Fatalf("grp -> c2 = %+v; want tails m2", e2)
+	}
+	big := &tv{"big"}
+	g.AddEdge(m3, c2, &Edge{Name: "d"})
+	if err := g.Contract([]Vertex{grp, m3}, big); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := g.Edge(big, c2); e == nil || !reflect.DeepEqual(slices.Sorted(slices.Values(e.Tails)), []string{"m2", "m3"}) {
+		t.Fatalf("big -> c2 = %+v; want tails m2, m3", e)
+	}
+	g.AddEdge(big, c2, &Edge{Name: "whole"})
+	if e, _ := g.Edge(big, c2); len(e.Tails) != 0 {
+		t.Fatalf("an edge from the whole vertex merged in: tails %v, want none", e.Tails)
 	}
 }

@@ -303,3 +303,48 @@ func TestGroupWatchMarksTheDriftedMember(t *testing.T) {
 		t.Fatalf("after a check of all, a watched check takes %v, want all (none marked)", got)
 	}
 }
+
+// One bad file fails itself, not its group: what depends on a member that
+// was applied runs, what depends on the failed member waits, and the run's
+// error names the failed member alone.
+func TestGroupFailureHoldsBackOnlyItsDependents(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.MkdirAll(dir+"/sub/bad/in-the-way", 0o755))
+	v := func(name, path string, meta engine.Meta) *engine.Vertex {
+		f := &File{Path: path, Content: ptr(name)}
+		f.SetName(name)
+		must(t, f.Validate())
+		return &engine.Vertex{Kind: "file", Name: name, Meta: meta, Res: f}
+	}
+	alone := engine.DefaultMeta()
+	alone.AutoGroup = false
+	d := &engine.Decl{Name: "t", Vertices: []*engine.Vertex{
+		v("good", dir+"/sub/good", engine.DefaultMeta()),
+		v("bad", dir+"/sub/bad", engine.DefaultMeta()),
+		v("other", dir+"/sub/other", engine.DefaultMeta()),
+		v("after-good", dir+"/after-good", alone),
+		v("after-bad", dir+"/after-bad", alone),
+	}, Edges: []engine.EdgeDecl{
+		{From: engine.Ref{Kind: "file", Name: "good"}, To: engine.Ref{Kind: "file", Name: "after-good"}},
+		{From: engine.Ref{Kind: "file", Name: "bad"}, To: engine.Ref{Kind: "file", Name: "after-bad"}},
+	}}
+	g, err := engine.Compile(t.Context(), d, restest.Logger(t))
+	must(t, err)
+	if !strings.Contains(g.String(), "file[autogroup:(bad,good,other)]") {
+		t.Fatalf("the three files of sub/ are not one group:\n%s", g)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	e := engine.New(engine.Config{Logger: restest.Logger(t), ConvergedTimeout: 300 * time.Millisecond})
+	err = e.Run(ctx, g)
+	var re *engine.RunError
+	if !errors.As(err, &re) || len(re.Failures) != 1 || re.Failures[0].Res != "file[bad]" {
+		t.Fatalf("run: %v; want the failure of file[bad] alone", err)
+	}
+	for path, want := range map[string]bool{"sub/good": true, "sub/other": true, "after-good": true, "after-bad": false} {
+		_, err := os.Stat(dir + "/" + path)
+		if got := err == nil; got != want {
+			t.Errorf("%s written: %v, want %v", path, got, want)
+		}
+	}
+}
