@@ -60,7 +60,7 @@ type dirWatch struct {
 }
 
 // node lists the subscriptions concerned by events that name one path.
-type node struct {
+type node struct { // a nil set is empty
 	exact map[*sub]struct{} // subscriptions to this very path
 	above map[*sub]struct{} // subscriptions to a path below it (it is their ancestor)
 	tree  map[*sub]struct{} // tree subscriptions rooted here
@@ -165,15 +165,15 @@ func (w *Watcher) subscribe(path string, tree bool, fn func()) (func(), error) {
 	if w.closed {
 		return nil, ErrClosed
 	}
-	w.interestLocked(s, s.path, func(n *node) map[*sub]struct{} {
+	w.interestLocked(s, s.path, func(n *node) *map[*sub]struct{} {
 		if tree {
-			return n.tree
+			return &n.tree
 		}
-		return n.exact
+		return &n.exact
 	})
 	for d := s.path; d != "/"; {
 		d = filepath.Dir(d)
-		w.interestLocked(s, d, func(n *node) map[*sub]struct{} { return n.above })
+		w.interestLocked(s, d, func(n *node) *map[*sub]struct{} { return &n.above })
 	}
 	if tree {
 		w.trees++
@@ -183,13 +183,17 @@ func (w *Watcher) subscribe(path string, tree bool, fn func()) (func(), error) {
 	return func() { once.Do(func() { w.unsubscribe(s) }) }, nil
 }
 
-func (w *Watcher) interestLocked(s *sub, key string, set func(*node) map[*sub]struct{}) {
+func (w *Watcher) interestLocked(s *sub, key string, set func(*node) *map[*sub]struct{}) {
 	n := w.interest[key]
 	if n == nil {
-		n = &node{exact: map[*sub]struct{}{}, above: map[*sub]struct{}{}, tree: map[*sub]struct{}{}}
+		n = &node{}
 		w.interest[key] = n
 	}
-	set(n)[s] = struct{}{}
+	m := set(n)
+	if *m == nil {
+		*m = make(map[*sub]struct{}, 1) // most paths have one subscriber of one sort: the others stay nil
+	}
+	(*m)[s] = struct{}{}
 	s.keys = append(s.keys, key)
 }
 
