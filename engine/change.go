@@ -94,6 +94,17 @@ func OnlyWatched(ctx context.Context) bool {
 	return v
 }
 
+type heldKey struct{}
+
+// HeldBack returns the members a group's check must leave out (by their
+// names as users write them, kind[name]): those whose own parents are not
+// in their desired state. Only a resource that is a MemberHolder is asked
+// to; the engine checks the members again once those parents recover.
+func HeldBack(ctx context.Context) map[string]bool {
+	v, _ := ctx.Value(heldKey{}).(map[string]bool)
+	return v
+}
+
 // Bounds of what the engine keeps of the changes a vertex reports: a kind
 // that reports a change per file of a huge tree cannot fill the memory, the
 // log or the report. What is left out is counted.

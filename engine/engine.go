@@ -262,7 +262,7 @@ func (e *Engine) changedLocked(n *node) {
 // dirtyLocked records that n owes a check. An event from the resource's own
 // watch also gives a vertex that had given up a new set of retries.
 func (e *Engine) dirtyLocked(n *node, fromWatch bool) {
-	n.dirty = true
+	n.dirty, n.held = true, nil // owed for a reason of its own: what depends on it waits
 	n.notWatched = n.notWatched || !fromWatch
 	if n.st == stateOK {
 		n.st = statePending
@@ -419,7 +419,7 @@ func (e *Engine) apply() {
 	e.order = e.order[:0]
 	for _, v := range g.Order() {
 		n := byVertex[v]
-		n.parents, n.children, n.notify, n.tails = n.parents[:0], n.children[:0], nil, nil
+		n.parents, n.children, n.notify, n.tails, n.heads = n.parents[:0], n.children[:0], nil, nil, nil
 		e.order = append(e.order, n)
 	}
 	for _, v := range g.Order() {
@@ -440,6 +440,12 @@ func (e *Engine) apply() {
 					cn.tails = map[*node][]string{}
 				}
 				cn.tails[n] = ed.Tails
+			}
+			if ed != nil && len(ed.Heads) > 0 {
+				if cn.heads == nil {
+					cn.heads = map[*node][]string{}
+				}
+				cn.heads[n] = ed.Heads
 			}
 		}
 	}
@@ -719,18 +725,20 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		e.mu.Unlock()
 		return
 	}
-	for _, p := range n.parents {
-		if n.waitsOnLocked(p) {
-			e.mu.Unlock() // that parent pokes us when it is done
-			return
-		}
+	held, wait := n.heldLocked()
+	if wait {
+		e.mu.Unlock() // that parent pokes us when it is done
+		return
 	}
 	refresh, refreshBy := n.refresh, n.refreshBy
 	checkCtx := n.checkCtx
 	if !n.notWatched && !refresh {
 		checkCtx = n.watchedCtx
 	}
-	n.dirty, n.refresh, n.refreshBy, n.busy, n.notWatched = false, false, nil, true, false
+	if held != nil {
+		checkCtx = context.WithValue(checkCtx, heldKey{}, held)
+	}
+	n.dirty, n.refresh, n.refreshBy, n.busy, n.notWatched, n.held = false, false, nil, true, false, nil
 	e.busy++
 	e.changedLocked(n)
 	e.mu.Unlock()
@@ -755,6 +763,11 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	defer e.mu.Unlock()
 	n.busy = false
 	e.busy--
+	if held != nil {
+		// the members left out are owed a check, of all members (a
+		// parent's recovery pokes this vertex)
+		n.held, n.dirty, n.notWatched = held, true, true
+	}
 	n.stats.Checks++
 	n.stats.Duration += took
 	if ctx.Err() != nil || n.gaveUp {
@@ -786,9 +799,11 @@ func (e *Engine) process(ctx context.Context, n *node) {
 			for _, m := range ms {
 				n.failedMembers[m.Res] = true
 			}
-			for _, c := range n.children {
-				e.pokeLocked(c) // those that depend only on members that did not fail go on
-			}
+		}
+		for _, c := range n.children {
+			// those that depend only on members that did not fail go on,
+			// and groups check their members that do not depend on n
+			e.pokeLocked(c)
 		}
 		n.refresh = n.refresh || refresh
 		n.refreshBy = appendNew(n.refreshBy, refreshBy...)

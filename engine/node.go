@@ -60,6 +60,8 @@ type node struct {
 	lastErr        error
 	failedMembers  map[string]bool    // of a group whose latest check failed only for some members: those
 	tails          map[*node][]string // parent → the members of that group parent this vertex depends on (none: all of it)
+	heads          map[*node][]string // parent → the members of this group that depend on it (none: all of them)
+	held           map[string]bool    // of a group: the members its latest check left out (their parents had failed); the group owes them a check
 	stats          Stats
 	changes        []Change // what the checks of the run changed, the latest MaxChangesKept
 	dropped        int      // changes left out of changes
@@ -290,21 +292,54 @@ func (n *node) waitsOnLocked(p *node) bool {
 	switch {
 	case p.busy:
 		return true
-	case p.st == stateOK:
-		return p.dirty
-	case p.dirty && !p.gaveUp && !p.retrying:
+	case p.st == stateOK && !p.dirty:
+		return false
+	case p.dirty && p.held == nil && !p.gaveUp && !p.retrying:
 		return true // checked again at once
-	case p.st != stateFailed || len(p.failedMembers) == 0:
+	case p.st == stateOK && p.held == nil:
+		return true
+	case p.st == stateFailed && len(p.failedMembers) == 0 && p.held == nil:
+		return true // failed whole
+	case p.st != stateOK && p.st != stateFailed:
 		return true
 	}
+	// p is a group whose latest check failed or left out some members
 	tails := n.tails[p]
 	if len(tails) == 0 {
 		return true
 	}
 	for _, t := range tails {
-		if p.failedMembers[t] {
+		if p.failedMembers[t] || p.held[t] {
 			return true
 		}
 	}
 	return false
+}
+
+// heldLocked returns, when n waits on some parent, the members of n that
+// depend on the parents it waits on, if n can be checked without them: n
+// is a MemberHolder, each such parent has failed and settled (no check of it
+// is under way or due at once), and some member is left. wait: n must wait.
+func (n *node) heldLocked() (held map[string]bool, wait bool) {
+	_, holder := n.v.Res.(MemberHolder)
+	for _, p := range n.parents {
+		if !n.waitsOnLocked(p) {
+			continue
+		}
+		heads := n.heads[p]
+		settled := p.st == stateFailed && !p.busy && (p.gaveUp || p.retrying || !p.dirty)
+		if !holder || !settled || len(heads) == 0 {
+			return nil, true
+		}
+		if held == nil {
+			held = map[string]bool{}
+		}
+		for _, h := range heads {
+			held[h] = true
+		}
+	}
+	if held != nil && len(held) > len(n.v.Grouped) {
+		return nil, true // every member is held back
+	}
+	return held, false
 }

@@ -143,6 +143,14 @@ type Collector interface {
 	Collect(pattern string) (Res, error)
 }
 
+// MemberHolder is a group that can check some of its members only: its
+// CheckApply leaves out the members HeldBack(ctx) names and checks them on
+// a later call. A group that is not waits, whole, for every parent of any
+// of its members.
+type MemberHolder interface {
+	HoldsBackMembers()
+}
+
 // MemberError is the failure of one member of a group, as the group's
 // CheckApply returns it (errors.Join of several): the other members were
 // checked and applied all the same. The run's error and the log name the

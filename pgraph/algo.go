@@ -258,7 +258,8 @@ func (g *Graph) Reachable(from, to Vertex) bool {
 // Contract replaces members by into: edges to or from a member now go to or
 // from into (duplicates merged, Notify OR-ed) and edges among members are
 // dropped. An edge leaving a member keeps the member's name in its Tails,
-// so that what depends on one member can still be told apart. into may be a member or a new vertex; an existing into that is
+// one reaching a member in its Heads, so that what depends on one member,
+// and what one member depends on, can still be told apart. into may be a member or a new vertex; an existing into that is
 // not listed is contracted with them. If the result would have a cycle (any
 // cycle, not only through into), Contract returns a wrapped *CycleError and
 // leaves the graph unchanged.
@@ -294,7 +295,11 @@ func (g *Graph) Contract(members []Vertex, into Vertex) error {
 		}
 		for _, e := range n.in {
 			if !e.dead && !merge[e.from] {
-				moves = append(moves, redirect{e.from, in, e.e})
+				ed := e.e
+				if len(ed.Heads) == 0 {
+					ed.Heads = []string{n.v.String()}
+				}
+				moves = append(moves, redirect{e.from, in, ed})
 			}
 		}
 		for _, e := range n.out {

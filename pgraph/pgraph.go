@@ -10,11 +10,13 @@ type Vertex interface{ String() string }
 // Edge is what an edge carries. Notify means the child is refreshed when the
 // parent changes something. Tails names, when the tail is a contraction of
 // several vertices (Contract), the members the edge came from; empty, the
-// edge leaves from the whole vertex.
+// edge leaves from the whole vertex. Heads names likewise the members of a
+// contracted head the edge goes to.
 type Edge struct {
 	Name   string
 	Notify bool
 	Tails  []string
+	Heads  []string
 }
 
 // Graph is a directed graph. Vertices, parents and children come back in
@@ -103,6 +105,7 @@ func (g *Graph) addEdge(f, t *node, e Edge) {
 	if ex, ok := g.edges[[2]*node{f, t}]; ok {
 		ex.e.Notify = ex.e.Notify || e.Notify
 		ex.e.Tails = unionTails(ex.e.Tails, e.Tails)
+		ex.e.Heads = unionTails(ex.e.Heads, e.Heads)
 		return
 	}
 	ed := &edge{from: f, to: t, e: e}

@@ -610,6 +610,25 @@ func TestContractKeepsTails(t *testing.T) {
 	if e2 == nil || !reflect.DeepEqual(e2.Tails, []string{"m2"}) {
 		t.Fatalf("grp -> c2 = %+v; want tails m2", e2)
 	}
+	p1, p2, h := &tv{"p1"}, &tv{"p2"}, &tv{"h"}
+	g.AddEdge(p1, c1, &Edge{Name: "p1"})
+	g.AddEdge(p2, c1, &Edge{Name: "p2"})
+	g.AddEdge(p1, c2, &Edge{Name: "p1b"})
+	if err := g.Contract([]Vertex{c1, c2}, h); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := g.Edge(p1, h); e == nil || !reflect.DeepEqual(slices.Sorted(slices.Values(e.Heads)), []string{"c1", "c2"}) {
+		t.Fatalf("p1 -> h = %+v; want heads c1, c2", e)
+	}
+	if e, _ := g.Edge(p2, h); e == nil || !reflect.DeepEqual(e.Heads, []string{"c1"}) {
+		t.Fatalf("p2 -> h = %+v; want heads c1", e)
+	}
+	if e, _ := g.Edge(grp, h); e == nil || !reflect.DeepEqual(e.Tails, []string{"m1", "m2"}) || !reflect.DeepEqual(slices.Sorted(slices.Values(e.Heads)), []string{"c1", "c2"}) {
+		t.Fatalf("grp -> h = %+v; want tails m1, m2 and heads c1, c2", e)
+	}
+	// undo for the rest of the test: a fresh graph with c2 for the next step
+	g.DeleteVertex(h)
+	g.AddEdge(grp, c2, &Edge{Name: "c", Tails: []string{"m2"}})
 	big := &tv{"big"}
 	g.AddEdge(m3, c2, &Edge{Name: "d"})
 	if err := g.Contract([]Vertex{grp, m3}, big); err != nil {

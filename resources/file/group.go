@@ -154,7 +154,7 @@ func (g *group) Close() error { return nil }
 // the group's watch fired (engine.OnlyWatched), only the members whose
 // watch fired or whose last check failed are checked; else all are.
 func (g *group) CheckApply(ctx context.Context, apply bool) (bool, error) {
-	todo := g.take(engine.OnlyWatched(ctx))
+	todo := g.take(engine.OnlyWatched(ctx), engine.HeldBack(ctx))
 	owners := ownerCache{}
 	changed := false
 	var errs []error
@@ -174,9 +174,16 @@ func (g *group) CheckApply(ctx context.Context, apply bool) (bool, error) {
 	return changed, errors.Join(errs...)
 }
 
+// HoldsBackMembers: the group checks the members it may (engine.HeldBack)
+// while a parent of the others has failed.
+func (g *group) HoldsBackMembers() {}
+
+var _ engine.MemberHolder = (*group)(nil)
+
 // take returns the indexes of the members to check, and clears their
-// marks: with onlyWatched, those marked (all when none is); else all.
-func (g *group) take(onlyWatched bool) []int {
+// marks: with onlyWatched, those marked (all when none is); else all; never
+// those held back, which stay marked for a later check.
+func (g *group) take(onlyWatched bool, held map[string]bool) []int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var todo []int
@@ -192,6 +199,20 @@ func (g *group) take(onlyWatched bool) []int {
 		for i := range todo {
 			todo[i] = i
 		}
+	}
+	if len(held) > 0 {
+		if g.marked == nil {
+			g.marked = make([]bool, len(g.members))
+		}
+		kept := todo[:0]
+		for _, i := range todo {
+			if held[g.members[i].ref()] {
+				g.marked[i] = true // checked once its parents have recovered
+				continue
+			}
+			kept = append(kept, i)
+		}
+		todo = kept
 	}
 	if g.marked != nil {
 		for _, i := range todo {

@@ -289,17 +289,17 @@ func TestGroupWatchMarksTheDriftedMember(t *testing.T) {
 		t.Fatal("the drift of a member did not dirty the group")
 	}
 	ev.Settle(100*time.Millisecond, restest.DefaultTimeout)
-	if got := g.take(true); !slices.Equal(got, []int{1}) {
+	if got := g.take(true, nil); !slices.Equal(got, []int{1}) {
 		t.Fatalf("a watched check takes members %v, want [1], the drifted one", got)
 	}
-	if got := g.take(true); !slices.Equal(got, []int{0, 1, 2}) {
+	if got := g.take(true, nil); !slices.Equal(got, []int{0, 1, 2}) {
 		t.Fatalf("with no member marked, a check takes %v, want all", got)
 	}
 	g.mark([]int{2}) // as a failed member is
-	if got := g.take(false); !slices.Equal(got, []int{0, 1, 2}) {
+	if got := g.take(false, nil); !slices.Equal(got, []int{0, 1, 2}) {
 		t.Fatalf("a check not asked for by the watch alone takes %v, want all", got)
 	}
-	if got := g.take(true); !slices.Equal(got, []int{0, 1, 2}) {
+	if got := g.take(true, nil); !slices.Equal(got, []int{0, 1, 2}) {
 		t.Fatalf("after a check of all, a watched check takes %v, want all (none marked)", got)
 	}
 }
@@ -347,4 +347,66 @@ func TestGroupFailureHoldsBackOnlyItsDependents(t *testing.T) {
 			t.Errorf("%s written: %v, want %v", path, got, want)
 		}
 	}
+}
+
+// The other way round: a failed resource one member depends on holds back
+// that member alone; the group applies the others (engine.MemberHolder),
+// and the held member is applied once its parent recovers.
+func TestGroupMemberHeldBackAlone(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.MkdirAll(dir+"/blocker/in-the-way", 0o755))
+	v := func(name, path string, meta engine.Meta) *engine.Vertex {
+		f := &File{Path: path, Content: ptr(name)}
+		f.SetName(name)
+		must(t, f.Validate())
+		return &engine.Vertex{Kind: "file", Name: name, Meta: meta, Res: f}
+	}
+	alone := engine.DefaultMeta()
+	alone.AutoGroup = false
+	alone.Retry = -1
+	alone.Delay = 20
+	d := &engine.Decl{Name: "t", Vertices: []*engine.Vertex{
+		v("blocker", dir+"/blocker", alone),
+		v("a", dir+"/sub/a", engine.DefaultMeta()),
+		v("b", dir+"/sub/b", engine.DefaultMeta()),
+		v("c", dir+"/sub/c", engine.DefaultMeta()),
+	}, Edges: []engine.EdgeDecl{
+		{From: engine.Ref{Kind: "file", Name: "blocker"}, To: engine.Ref{Kind: "file", Name: "a"}},
+	}}
+	g, err := engine.Compile(t.Context(), d, restest.Logger(t))
+	must(t, err)
+	if !strings.Contains(g.String(), "file[autogroup:(a,b,c)]") {
+		t.Fatalf("the files of sub/ are not one group:\n%s", g)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	e := engine.New(engine.Config{Logger: restest.Logger(t), ConvergedTimeout: -1})
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx, g) }()
+	written := func(name string) bool { _, err := os.Stat(dir + "/sub/" + name); return err == nil }
+	for !written("b") || !written("c") {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("b and c never written: the failed blocker held back the whole group")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a few retries of the blocker
+	if written("a") {
+		t.Fatal("a was written while the blocker it depends on failed")
+	}
+	must(t, os.RemoveAll(dir+"/blocker")) // the blocker's next retry succeeds
+	for !written("a") {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended: %v", err)
+		case <-ctx.Done():
+			t.Fatal("a never written once the blocker recovered")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
 }
