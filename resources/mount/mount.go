@@ -422,7 +422,7 @@ func (r *Mount) CheckApply(ctx context.Context, apply bool) (bool, error) {
 			}
 		}
 		report(engine.Change{Property: "state", From: "unmounted", To: "mounted (" + r.Device + ", " + r.Type + ")", Why: "not in /proc/self/mountinfo"})
-	case r.state() == StateMounted && (m.fstype != r.Type || m.source != r.Device && !strings.HasPrefix(r.Device, "UUID=") && !strings.HasPrefix(r.Device, "LABEL=") && !strings.HasPrefix(m.source, "/dev/loop")):
+	case r.state() == StateMounted && (m.fstype != r.Type || !sameSource(r.Device, m.source)):
 		return changed, fmt.Errorf("mount: %s has %s (%s) mounted, want %s (%s): unmount it first (state: unmounted), then mount the new one", r.mp, m.source, m.fstype, r.Device, r.Type)
 	case r.state() == StateMounted:
 		if miss := r.missingOpts(m); len(miss) > 0 {
@@ -435,6 +435,40 @@ func (r *Mount) CheckApply(ctx context.Context, apply bool) (bool, error) {
 		}
 	}
 	return changed, nil
+}
+
+// sysBlock is where the kernel shows block devices (a variable for tests).
+var sysBlock = "/sys/block"
+
+// sameSource tells whether got, the source /proc/self/mountinfo shows, is
+// the wanted device: the same path or device node; a UUID= or LABEL= (not
+// resolved, taken as the same); or a loop device whose backing file is the
+// wanted image file (mount(8) attached it). A loop device whose backing
+// file cannot be read is taken as the same, as no other answer is known.
+func sameSource(want, got string) bool {
+	if got == want || strings.HasPrefix(want, "UUID=") || strings.HasPrefix(want, "LABEL=") {
+		return true
+	}
+	if !filepath.IsAbs(want) || !filepath.IsAbs(got) {
+		return false // tmpfs, proc, server:/export: names, compared as such
+	}
+	wi, werr := os.Stat(want)
+	if gi, err := os.Stat(got); werr == nil && err == nil && os.SameFile(wi, gi) {
+		return true
+	}
+	if !strings.HasPrefix(got, "/dev/loop") {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(sysBlock, filepath.Base(got), "loop", "backing_file"))
+	if err != nil {
+		return true
+	}
+	backing := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+	if backing == want {
+		return true
+	}
+	bi, err := os.Stat(backing)
+	return werr == nil && err == nil && os.SameFile(wi, bi)
 }
 
 func (r *Mount) mountArgs(remount bool) []string {

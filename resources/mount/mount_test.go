@@ -236,3 +236,44 @@ func BenchmarkRepairLatency(b *testing.B) {
 	restest.ReportLatency(b, lat)
 	must(b, unix.Unmount(mp, 0))
 }
+
+// A loop device is the wanted image only if its backing file is that
+// image: another image mounted there is not taken for it.
+func TestSameSourceLoopBackingFile(t *testing.T) {
+	dir := t.TempDir()
+	old := sysBlock
+	sysBlock = dir + "/sys"
+	t.Cleanup(func() { sysBlock = old })
+	img, other := dir+"/a.img", dir+"/b.img"
+	for _, f := range []string{img, other} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(sysBlock+"/loop7/loop", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sysBlock+"/loop7/loop/backing_file", []byte(img+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(img, dir+"/link.img"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		want, got string
+		same      bool
+	}{
+		{img, "/dev/loop7", true},
+		{dir + "/link.img", "/dev/loop7", true}, // the same file by another name
+		{other, "/dev/loop7", false},
+		{other, "/dev/loop9", true}, // backing file unknown: as before
+		{"tmpfs", "tmpfs", true},
+		{"tmpfs", "none", false},
+		{"UUID=1234", "/dev/sdb1", true},
+		{"/dev/sdb1", "/dev/sdc1", false},
+	} {
+		if got := sameSource(tt.want, tt.got); got != tt.same {
+			t.Errorf("sameSource(%q, %q) = %v, want %v", tt.want, tt.got, got, tt.same)
+		}
+	}
+}
