@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -177,6 +179,7 @@ func (c *Client) addLearner(ctx context.Context, peerURLs []string) (uint64, boo
 		learner bool
 		members []*etcdserverpb.Member
 	)
+	unreachable := map[uint64]time.Time{} // learners in the way: since when no peer URL answers
 	err := retry(ctx, func() error {
 		var err error
 		if members, err = c.memberList(ctx); err != nil {
@@ -189,6 +192,13 @@ func (c *Client) addLearner(ctx context.Context, peerURLs []string) (uint64, boo
 				id, learner = m.ID, m.IsLearner
 				return nil
 			case m.IsLearner:
+				if c.staleLearner(ctx, m, unreachable) {
+					c.log.Warn("removing a learner whose host is gone: it would refuse every join", "member", m.Name, "peer_urls", m.PeerURLs, "unreachable_for", staleLearnerAfter.String())
+					if err := c.remove(ctx, m.ID); err != nil {
+						return fmt.Errorf("remove the stale learner %v: %w", m.PeerURLs, err)
+					}
+					return fmt.Errorf("removed the stale learner %v: %w", m.PeerURLs, rpctypes.ErrTooManyLearners) // list again
+				}
 				return fmt.Errorf("member %q %v is still a learner: %w", m.Name, m.PeerURLs, rpctypes.ErrTooManyLearners)
 			}
 		}
@@ -202,6 +212,41 @@ func (c *Client) addLearner(ctx context.Context, peerURLs []string) (uint64, boo
 		return nil
 	}, rpctypes.ErrUnhealthy, rpctypes.ErrTooManyLearners, rpctypes.ErrMemberNotFound, rpctypes.ErrPeerURLExist)
 	return id, learner, members, err
+}
+
+// staleLearnerAfter is how long a learner in the way of a join may leave
+// every peer URL of its unanswered before it is taken for the leftover of
+// a host that died while joining (killed between its add and its
+// promotion, it never rolled back). A live joiner starts its server right
+// after its add, so its peer port answers within moments; one that
+// answers but never catches up is rolled back by its own joiner within
+// its start timeout.
+var staleLearnerAfter = 10 * time.Second
+
+// staleLearner tells whether learner m has left its peer URLs unanswered
+// (no TCP connection) for staleLearnerAfter, as seen by the probes of this
+// join (since: when each learner was first seen unanswered).
+func (c *Client) staleLearner(ctx context.Context, m *etcdserverpb.Member, since map[uint64]time.Time) bool {
+	for _, raw := range m.PeerURLs {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", u.Host)
+		cancel()
+		if err == nil {
+			conn.Close()
+			delete(since, m.ID)
+			return false
+		}
+	}
+	first, ok := since[m.ID]
+	if !ok {
+		since[m.ID] = time.Now()
+		return false
+	}
+	return time.Since(first) >= staleLearnerAfter
 }
 
 // promote makes learner id a voting member as soon as it has caught up

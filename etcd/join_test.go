@@ -188,3 +188,30 @@ func wantMembersWithin(t testing.TB, c *Client, d time.Duration, names ...string
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A host killed between its add as a learner and its promotion leaves a
+// learner that never answers; etcd takes one learner at a time, so it used
+// to refuse every later join. A join removes such a learner once none of
+// its peer URLs has answered for staleLearnerAfter.
+func TestJoinRemovesStaleLearner(t *testing.T) {
+	old := staleLearnerAfter
+	staleLearnerAfter = 500 * time.Millisecond
+	t.Cleanup(func() { staleLearnerAfter = old })
+	a := startTestServer(t, testServerConfig(t, "a"))
+	ca := connectTest(t, a.Endpoints())
+	dead := "http://" + freeAddrs(t, 1)[0] // nothing listens there
+	if _, err := ca.cli.MemberAddAsLearner(t.Context(), []string{dead}); err != nil {
+		t.Fatal(err)
+	}
+	cfgB := testServerConfig(t, "b")
+	b, err := Join(t.Context(), ca, cfgB)
+	if err != nil {
+		t.Fatalf("b could not join past the stale learner: %v", err)
+	}
+	t.Cleanup(b.Stop)
+	for _, m := range wantMembers(t, ca, "a", "b") {
+		if slices.Contains(m.PeerURLs, dead) {
+			t.Fatalf("the stale learner is still a member: %v", m)
+		}
+	}
+}
