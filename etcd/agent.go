@@ -94,7 +94,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 			return nil, err
 		}
 	default:
-		if _, err := cfg.Server.embedConfig(); err != nil {
+		if _, err := cfg.Server.memberConfig(); err != nil {
 			return nil, err
 		}
 		if a.client, err = connect(cfg.Seeds); err != nil {
@@ -160,7 +160,7 @@ func (a *Agent) join(ctx context.Context, cfg ServerConfig) {
 func (a *Agent) joined(s *Server, began time.Time) {
 	a.server = s
 	a.client.cli.SetEndpoints(append(s.Endpoints(), a.client.cli.Endpoints()...)...)
-	a.client.log.Info("joined the etcd cluster", "member", s.e.Config().Name, "endpoints", s.Endpoints(), "after", time.Since(began).Round(time.Millisecond))
+	a.client.log.Info("joined the etcd cluster", "member", s.name, "endpoints", s.Endpoints(), "after", time.Since(began).Round(time.Millisecond))
 }
 
 // Client returns the agent's connection to the cluster, for Publish and

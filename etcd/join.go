@@ -33,14 +33,11 @@ var ErrMemberConflict = errors.New("etcd member conflict")
 // first: the name is the host's identity. Data of a member the cluster
 // removed is moved aside to DataDir+".removed".
 func Join(ctx context.Context, seeds *Client, cfg ServerConfig) (*Server, error) {
-	ecfg, err := cfg.embedConfig()
+	mc, err := cfg.memberConfig()
 	if err != nil {
 		return nil, err
 	}
-	var peerURLs []string
-	for _, u := range ecfg.AdvertisePeerUrls {
-		peerURLs = append(peerURLs, u.String())
-	}
+	peerURLs := mc.AdvertisePeerURLs
 	timeout := cfg.StartTimeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
@@ -358,7 +355,29 @@ func sorted(s []string) []string {
 // then it refuses clients ("rpc not supported for learner"). etcd has no
 // notification for it; the wait is short, a raft round trip.
 func (s *Server) waitVoter(ctx context.Context) error {
-	for s.e.Server.IsLearner() {
+	learner := s.learner
+	if learner == nil {
+		// A member process: ask it (Status is served by learners).
+		c, err := Connect(ctx, ClientConfig{Endpoints: s.endpoints, TLS: s.tls})
+		if err != nil {
+			return fmt.Errorf("wait for the promotion to apply: %w", err)
+		}
+		defer c.Close()
+		learner = func(ctx context.Context) (bool, error) {
+			ctx, cancel := context.WithTimeout(ctx, c.timeout)
+			defer cancel()
+			st, err := c.cli.Status(ctx, s.endpoints[0])
+			if err != nil {
+				return true, err
+			}
+			return st.IsLearner, nil
+		}
+	}
+	for {
+		// An error is a server still busy applying: ask again.
+		if l, err := learner(ctx); err == nil && !l {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for the promotion to apply: %w", ctx.Err())
@@ -367,5 +386,4 @@ func (s *Server) waitVoter(ctx context.Context) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	return nil
 }

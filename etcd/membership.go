@@ -73,10 +73,8 @@ func (c *Client) RunMembership(ctx context.Context, cfg MembershipConfig, runnin
 		cfg.TTL = 10 * time.Second
 	}
 	m := &membership{c: c, cfg: cfg, server: running}
-	if ecfg, err := cfg.Server.embedConfig(); err == nil {
-		for _, u := range ecfg.AdvertisePeerUrls {
-			m.peerURLs = append(m.peerURLs, u.String())
-		}
+	if mc, err := cfg.Server.memberConfig(); err == nil {
+		m.peerURLs = mc.AdvertisePeerURLs
 	} else {
 		if running != nil {
 			running.Stop()

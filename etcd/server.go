@@ -10,11 +10,9 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
-	"google.golang.org/grpc"
+	"github.com/mgmtconfig/mgmt/etcd/memberconf"
 )
 
 // Defaults for an agent's embedded server: loopback only, so that a single
@@ -81,186 +79,127 @@ type ServerConfig struct {
 	Logger *slog.Logger
 }
 
-// Server is a running embedded etcd server.
+// Server is a running embedded etcd server: in this process, or in a
+// child process running mgmt-etcd (see StartServer).
 type Server struct {
-	e         *embed.Etcd
 	endpoints []string
+	done      <-chan struct{}
+	stop      func() // stops the server and waits for it
 	stopOnce  sync.Once
-	stopRPCs  context.CancelFunc // ends client RPCs still open at Stop, watches included
-	stopping  *atomic.Bool       // set by Stop: what etcd logs from then on is shutdown noise
+	name      string
+	tls       *TLSFiles
+	learner   func(context.Context) (bool, error) // in-process only: whether still a learner
+	pid       int                                 // of the mgmt-etcd process; 0 in-process
 }
+
+// ServerBinaryEnv names a mgmt-etcd program (cmd/mgmt-etcd) to run the
+// server as a child process instead of the one the binary carries (a build
+// with the mgmt_split_server tag) or of running it in-process (the default
+// build).
+const ServerBinaryEnv = "MGMT_ETCD_SERVER"
 
 // StartServer starts an embedded etcd server and waits until it is ready to
 // serve clients or until ctx ends or cfg.StartTimeout passes. A port already
 // in use is reported at once (errors.Is(err, syscall.EADDRINUSE)).
+//
+// The default build runs the server in this process. A build with the
+// mgmt_split_server tag does not link etcd's server: it runs the copy of
+// mgmt-etcd it carries as a child process, which stops with its parent.
+// With $MGMT_ETCD_SERVER set, either build runs that program instead.
 func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
-	ecfg, err := cfg.embedConfig()
+	mc, err := cfg.memberConfig()
 	if err != nil {
 		return nil, err
 	}
-	stopping := new(atomic.Bool)
-	ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapLoggerStopping(cfg.Logger, stopping))
-	stopCtx, stopRPCs := context.WithCancel(context.Background())
-	ecfg.GRPCAdditionalServerOptions = []grpc.ServerOption{
-		grpc.ChainStreamInterceptor(stopStreamInterceptor(stopCtx)),
-	}
-	e, err := embed.StartEtcd(ecfg)
-	if err != nil {
-		stopRPCs()
-		return nil, fmt.Errorf("start etcd server %q: %w", cfg.Name, err)
-	}
-	s := &Server{e: e, stopRPCs: stopRPCs, stopping: stopping}
-	for _, u := range ecfg.AdvertiseClientUrls {
-		s.endpoints = append(s.endpoints, u.String())
-	}
-
-	timeout := cfg.StartTimeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case <-e.Server.ReadyNotify():
-		return s, nil
-	case err = <-e.Err():
-		err = fmt.Errorf("etcd server %q: %w", cfg.Name, err)
-	case <-e.Server.StopNotify():
-		err = fmt.Errorf("etcd server %q stopped while starting: %w", cfg.Name, ErrNotReady)
-	case <-timer.C:
-		err = fmt.Errorf("etcd server %q not ready after %v (no quorum?): %w", cfg.Name, timeout, ErrNotReady)
-	case <-ctx.Done():
-		err = fmt.Errorf("etcd server %q: %w", cfg.Name, ctx.Err())
-	}
-	s.Stop()
-	return nil, err
+	return startServer(ctx, cfg, mc)
 }
 
 // Endpoints returns the client URLs this server advertises.
 func (s *Server) Endpoints() []string { return append([]string(nil), s.endpoints...) }
 
 // Done is closed once the server has stopped, by Stop or by itself (for
-// instance when it was removed from its cluster).
-func (s *Server) Done() <-chan struct{} { return s.e.Server.StopNotify() }
+// instance when it was removed from its cluster, or its process died).
+func (s *Server) Done() <-chan struct{} { return s.done }
 
 // Stop ends open client RPCs, stops the server and waits for it. It is safe
 // to call more than once.
-func (s *Server) Stop() {
-	s.stopOnce.Do(func() {
-		// etcd logs its listeners closing as errors ("serving ... failed:
-		// server closed"): at a stop we asked for, they are debug notes.
-		s.stopping.Store(true)
-		// Watch streams would otherwise hold etcd's graceful shutdown for its
-		// request timeout (over 5 s).
-		s.stopRPCs()
-		select {
-		case <-s.e.Server.ReadyNotify():
-		default:
-			// etcd's Close waits for its client servers, which wait for
-			// the server to be ready or stopping: a server that never got
-			// ready (no quorum) must be stopped first.
-			s.e.Server.HardStop()
-		}
-		s.e.Close()
-	})
-}
+func (s *Server) Stop() { s.stopOnce.Do(s.stop) }
 
-// stopStreamInterceptor gives every streaming RPC (watches, lease
-// keep-alives) a context that also ends when stop ends, so that the server
-// can shut down without waiting for clients to hang up.
-func stopStreamInterceptor(stop context.Context) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, cancel := context.WithCancel(ss.Context())
-		defer cancel()
-		unhook := context.AfterFunc(stop, cancel)
-		defer unhook()
-		return handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
-	}
-}
-
-type ctxStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *ctxStream) Context() context.Context { return s.ctx }
-
-func (cfg *ServerConfig) embedConfig() (*embed.Config, error) {
+// memberConfig checks cfg and applies its defaults.
+func (cfg *ServerConfig) memberConfig() (memberconf.Config, error) {
+	var mc memberconf.Config
 	if cfg.Name == "" {
-		return nil, fmt.Errorf("%w: the server needs a name (--hostname)", ErrConfig)
+		return mc, fmt.Errorf("%w: the server needs a name (--hostname)", ErrConfig)
 	}
 	if cfg.DataDir == "" {
-		return nil, fmt.Errorf("%w: the server needs a data directory", ErrConfig)
+		return mc, fmt.Errorf("%w: the server needs a data directory", ErrConfig)
 	}
 	scheme := "http"
 	if cfg.TLS != nil {
 		if err := cfg.TLS.validate(); err != nil {
-			return nil, err
+			return mc, err
 		}
 		scheme = "https"
+		mc.TLS = &memberconf.TLS{CA: cfg.TLS.CA, Cert: cfg.TLS.Cert, Key: cfg.TLS.Key}
 	}
 	listenClient, err := parseURLs("client URL", cfg.ClientURLs, scheme+"://"+DefaultClientAddr, scheme)
 	if err != nil {
-		return nil, err
+		return mc, err
 	}
 	listenPeer, err := parseURLs("server URL", cfg.PeerURLs, scheme+"://"+DefaultPeerAddr, scheme)
 	if err != nil {
-		return nil, err
+		return mc, err
 	}
 	advClient, err := parseURLs("advertised client URL", cfg.AdvertiseClientURLs, "", scheme)
 	if err != nil {
-		return nil, err
+		return mc, err
 	}
 	if advClient == nil {
 		advClient = listenClient
 	}
 	advPeer, err := parseURLs("advertised server URL", cfg.AdvertisePeerURLs, "", scheme)
 	if err != nil {
-		return nil, err
+		return mc, err
 	}
 	if advPeer == nil {
 		advPeer = listenPeer
 	}
 
-	ecfg := embed.NewConfig()
-	ecfg.Name = cfg.Name
-	ecfg.Dir = cfg.DataDir
-	ecfg.ListenClientUrls = listenClient
-	ecfg.ListenPeerUrls = listenPeer
-	ecfg.AdvertiseClientUrls = advClient
-	ecfg.AdvertisePeerUrls = advPeer
-	if cfg.InitialCluster != "" {
-		ecfg.InitialCluster = cfg.InitialCluster
-	} else {
-		ecfg.InitialCluster = ecfg.InitialClusterFromName(cfg.Name)
-	}
-	if cfg.Existing {
-		ecfg.ClusterState = embed.ClusterStateFlagExisting
-	}
-	ecfg.InitialClusterToken = "mgmt"
+	mc.Name = cfg.Name
+	mc.DataDir = cfg.DataDir
+	mc.ListenClientURLs = urlStrings(listenClient)
+	mc.ListenPeerURLs = urlStrings(listenPeer)
+	mc.AdvertiseClientURLs = urlStrings(advClient)
+	mc.AdvertisePeerURLs = urlStrings(advPeer)
+	mc.InitialCluster = cfg.InitialCluster
+	mc.Existing = cfg.Existing
+	mc.ClusterToken = "mgmt"
 	if cfg.ClusterToken != "" {
-		ecfg.InitialClusterToken = cfg.ClusterToken
-	}
-	if cfg.TLS != nil {
-		ecfg.ClientTLSInfo = cfg.TLS.info()
-		ecfg.PeerTLSInfo = cfg.TLS.info()
+		mc.ClusterToken = cfg.ClusterToken
 	}
 	if cfg.HeartbeatInterval > 0 {
-		ecfg.TickMs = uint(cfg.HeartbeatInterval / time.Millisecond)
+		mc.TickMs = uint(cfg.HeartbeatInterval / time.Millisecond)
 	}
 	if cfg.ElectionTimeout > 0 {
-		ecfg.ElectionMs = uint(cfg.ElectionTimeout / time.Millisecond)
+		mc.ElectionMs = uint(cfg.ElectionTimeout / time.Millisecond)
 	}
-	ecfg.MaxTxnOps = 4096
+	mc.StartTimeout = cfg.StartTimeout
+	if mc.StartTimeout <= 0 {
+		mc.StartTimeout = 30 * time.Second
+	}
+	mc.MaxTxnOps = 4096
 	if cfg.MaxTxnOps > 0 {
-		ecfg.MaxTxnOps = cfg.MaxTxnOps
+		mc.MaxTxnOps = cfg.MaxTxnOps
 	}
-	// Every publish makes a revision; keep an hour of history so that a
-	// watcher that fell behind can still catch up, and no more.
-	ecfg.AutoCompactionMode = "periodic"
-	ecfg.AutoCompactionRetention = "1h"
-	ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapLogger(cfg.Logger))
-	return ecfg, nil
+	return mc, nil
+}
+
+func urlStrings(us []url.URL) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.String()
+	}
+	return out
 }
 
 // parseURLs parses raw (or def if raw is empty and def is not) and checks

@@ -25,17 +25,6 @@ func (f *TLSFiles) validate() error {
 	return nil
 }
 
-// info is what etcd's server wants: certificates are demanded from clients
-// and peers, so a connection without one signed by the CA is refused.
-func (f *TLSFiles) info() transport.TLSInfo {
-	return transport.TLSInfo{
-		CertFile:       f.Cert,
-		KeyFile:        f.Key,
-		TrustedCAFile:  f.CA,
-		ClientCertAuth: true,
-	}
-}
-
 func (f *TLSFiles) clientConfig() (*tls.Config, error) {
 	if err := f.validate(); err != nil {
 		return nil, err

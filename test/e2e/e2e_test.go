@@ -46,8 +46,14 @@ type agent struct {
 
 func start(t *testing.T, args ...string) *agent {
 	t.Helper()
+	return startBinary(t, bin, args...)
+}
+
+// startBinary is start with the mgmt binary at path.
+func startBinary(t *testing.T, path string, args ...string) *agent {
+	t.Helper()
 	a := &agent{out: &syncBuffer{}, exited: make(chan error, 1)}
-	a.cmd = exec.Command(bin, args...)
+	a.cmd = exec.Command(path, args...)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)

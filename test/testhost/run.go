@@ -227,12 +227,21 @@ func GoBuild(tb testing.TB, pkg string) string {
 // MgmtPackage is the import path of the mgmt command.
 const MgmtPackage = "github.com/mgmtconfig/mgmt/cmd/mgmt"
 
-// InstallMgmt builds the mgmt command (GoBuild) and installs it in every
-// given host as /usr/local/bin/mgmt, the path it returns; start it with
-// Spawn, e.g. h.Spawn(ctx, path, "run", "--file", "/root/graph.yaml").
+// MgmtBinaryEnv names a built mgmt for InstallMgmt to install instead of
+// building one, e.g. the ./mgmt of make build (with the mgmt_split_server
+// tag, which a plain go build lacks).
+const MgmtBinaryEnv = "MGMT_TEST_MGMT_BINARY"
+
+// InstallMgmt builds the mgmt command (GoBuild), or takes $MGMT_TEST_MGMT_BINARY,
+// and installs it in every given host as /usr/local/bin/mgmt, the path it
+// returns; start it with Spawn, e.g. h.Spawn(ctx, path, "run", "--file",
+// "/root/graph.yaml").
 func InstallMgmt(tb testing.TB, hosts ...*Host) string {
 	tb.Helper()
-	bin := GoBuild(tb, MgmtPackage)
+	bin := os.Getenv(MgmtBinaryEnv)
+	if bin == "" {
+		bin = GoBuild(tb, MgmtPackage)
+	}
 	var path string
 	for _, h := range hosts {
 		p, err := h.InstallBinary(bin, "mgmt")
