@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 RACE     ?= -race
 TESTTIME ?= 30m
 
-.PHONY: all build run deb install test fixtures test-unit deps vet fuzz peers bench bench-quick clean
+.PHONY: all build gendocs-bin run deb install test fixtures test-unit deps vet fuzz peers bench bench-quick clean
 
 all: build
 
@@ -23,6 +23,12 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(SERVER_BIN) ./cmd/mgmt-etcd
 	$(GO) build -trimpath $(SPLIT_TAGS) -ldflags '$(LDFLAGS)' -o mgmt ./cmd/mgmt
 
+# The man pages come from a build of the same source with the mgmt_gendocs
+# tag (its generator stays out of the binary users run: cmd/mgmt/gendocs.go).
+GENDOCS_BIN := .cache/mgmt-gendocs
+gendocs-bin:
+	$(GO) build -tags mgmt_gendocs -o $(GENDOCS_BIN) ./cmd/mgmt
+
 run: build
 	./mgmt run --file examples/hello.yaml --converged-timeout=3 --graphviz=/tmp/mgmt-hello.dot
 
@@ -32,18 +38,18 @@ run: build
 DEB_VERSION ?= $(shell packaging/version.sh)
 DEB_OUT     ?= .
 DEB_LDFLAGS := $(LDFLAGS) -X main.version=$(DEB_VERSION) -linkmode=external -extldflags '-Wl,-z,relro,-z,now'
-deb:
+deb: gendocs-bin
 	$(GO) build -trimpath -buildmode=pie -ldflags "$(DEB_LDFLAGS)" -o $(SERVER_BIN) ./cmd/mgmt-etcd
 	$(GO) build -trimpath -buildmode=pie $(SPLIT_TAGS) -ldflags "$(DEB_LDFLAGS)" -o mgmt.deb-bin ./cmd/mgmt
-	packaging/debian/build.sh mgmt.deb-bin '$(DEB_VERSION)' $(DEB_OUT)
+	GENDOCS=$(GENDOCS_BIN) packaging/debian/build.sh mgmt.deb-bin '$(DEB_VERSION)' $(DEB_OUT)
 	rm -f mgmt.deb-bin
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the same files without a
 # package (packaging/install.sh); then systemctl daemon-reload and enable.
 PREFIX  ?= /usr/local
 DESTDIR ?=
-install: build
-	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' packaging/install.sh ./mgmt
+install: build gendocs-bin
+	GENDOCS=$(GENDOCS_BIN) PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' packaging/install.sh ./mgmt
 
 # Debian packages the suite needs (systemd, D-Bus, PackageKit, Graphviz...),
 # installed only when missing.
@@ -74,6 +80,9 @@ test: deps fixtures vet build
 	# the packages whose build the split tag changes, as ./mgmt is built
 	$(GO) vet $(SPLIT_TAGS) ./etcd/... ./cmd/...
 	$(GO) test $(RACE) $(SPLIT_TAGS) -count=1 -timeout $(TESTTIME) ./etcd/ ./agent/
+	# the man page generator, built only with its tag
+	$(GO) vet -tags mgmt_gendocs ./cmd/mgmt/
+	$(GO) test -tags mgmt_gendocs -count=1 -run '^TestGendocs' ./cmd/mgmt/
 	# what the race detector's larger frames cannot show: an idle vertex's stack
 	$(GO) test -count=1 -run '^TestIdleVertexStack$$' ./engine/
 

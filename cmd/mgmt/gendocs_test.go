@@ -1,3 +1,5 @@
+//go:build mgmt_gendocs
+
 package main
 
 import (

@@ -49,7 +49,10 @@ func run(args []string) int {
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCmd(), validateCmd(), factsCmd(), deployCmd(), statusCmd())
-	root.AddCommand(gendocsCmd(), remoteRunCmd())
+	root.AddCommand(remoteRunCmd())
+	if c := gendocsCmd(); c != nil {
+		root.AddCommand(c)
+	}
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {

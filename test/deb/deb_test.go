@@ -21,13 +21,13 @@ import (
 )
 
 // buildDeb builds a package of bin with packaging/debian/build.sh.
-func buildDeb(t *testing.T, bin, version string) string {
+func buildDeb(t *testing.T, bin, gendocs, version string) string {
 	t.Helper()
 	out := t.TempDir()
 	cmd := exec.Command("../../packaging/debian/build.sh", bin, version, out)
 	// gzip -1: the test needs a package, not a small one.
 	cmd.Env = append(os.Environ(), "DEB_COMPRESS=gzip", "DEB_COMPRESS_LEVEL=1",
-		"DEB_MAINTAINER=mgmt tests <mgmt-tests@mgmt.example.org>")
+		"DEB_MAINTAINER=mgmt tests <mgmt-tests@mgmt.example.org>", "GENDOCS="+gendocs)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	b, err := cmd.Output()
@@ -40,10 +40,14 @@ func buildDeb(t *testing.T, bin, version string) string {
 // buildMgmt builds a stripped binary, as make deb does (which also makes
 // it PIE with full RELRO: lintian warnings, not errors, and a build of the
 // whole tree again, too long for this test).
-func buildMgmt(t *testing.T) string {
+func buildMgmt(t *testing.T, tags ...string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "mgmt")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=test", "-o", out, testhost.MgmtPackage)
+	args := []string{"build", "-trimpath", "-ldflags", "-s -w -X main.version=test", "-o", out}
+	for _, tag := range tags {
+		args = append(args, "-tags", tag)
+	}
+	cmd := exec.Command("go", append(args, testhost.MgmtPackage)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, b)
 	}
@@ -113,8 +117,18 @@ var graphLeftovers = []string{
 func TestPackage(t *testing.T) {
 	testhost.RequireTools(t, "dpkg-deb", "dpkg-shlibdeps", "lintian", "gzip")
 	bin := buildMgmt(t)
-	deb1 := buildDeb(t, bin, "0.1.0~test1")
-	deb2 := buildDeb(t, bin, "0.1.0~test2")
+	gendocs := buildMgmt(t, "mgmt_gendocs") // the man pages' generator, as make deb builds it
+	deb1 := buildDeb(t, bin, gendocs, "0.1.0~test1")
+	deb2 := buildDeb(t, bin, gendocs, "0.1.0~test2")
+	if list, err := exec.Command("dpkg-deb", "-c", deb1).Output(); err != nil {
+		t.Fatalf("dpkg-deb -c: %v", err)
+	} else {
+		for _, page := range []string{"usr/share/man/man1/mgmt.1.gz", "usr/share/man/man1/mgmt-run.1.gz", "usr/share/man/man1/mgmt-deploy.1.gz"} {
+			if !strings.Contains(string(list), page) {
+				t.Errorf("the package lacks %s:\n%s", page, list)
+			}
+		}
+	}
 	if errs := lintianErrors(t, deb1); len(errs) > 0 {
 		t.Errorf("lintian errors:\n%s", strings.Join(errs, "\n"))
 	}
