@@ -419,7 +419,7 @@ func (e *Engine) apply() {
 	e.order = e.order[:0]
 	for _, v := range g.Order() {
 		n := byVertex[v]
-		n.parents, n.children, n.notify, n.tails, n.heads = n.parents[:0], n.children[:0], nil, nil, nil
+		n.parents, n.children, n.notify, n.tails, n.heads, n.pairs = n.parents[:0], n.children[:0], nil, nil, nil, nil
 		e.order = append(e.order, n)
 	}
 	for _, v := range g.Order() {
@@ -446,6 +446,12 @@ func (e *Engine) apply() {
 					cn.heads = map[*node][]string{}
 				}
 				cn.heads[n] = ed.Heads
+			}
+			if ed != nil && len(ed.Pairs) > 0 {
+				if cn.pairs == nil {
+					cn.pairs = map[*node][][2]string{}
+				}
+				cn.pairs[n] = ed.Pairs
 			}
 		}
 	}
