@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -223,6 +224,13 @@ func (e *Engine) quietLocked() bool {
 				if !p.convergedLocked() && settled[p] && n.waitsOnLocked(p) {
 					blocked = true
 					break
+				}
+			}
+			if blocked {
+				// a group that can go on without the members that wait
+				// has work ahead, unless it owes exactly those
+				if held, wait := n.heldLocked(); !wait && !maps.Equal(held, n.held) {
+					blocked = false
 				}
 			}
 			if !blocked {
@@ -877,7 +885,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 // owes a refresh to those it notifies.
 func (e *Engine) dirtyChildrenLocked(n *node) {
 	for _, c := range n.children {
-		c.dirty, c.notWatched = true, true
+		c.dirty, c.notWatched, c.held = true, true, nil // checked again, whole
 		if n.notify[c] {
 			c.refresh = true
 			c.refreshBy = appendNew(c.refreshBy, n.v.String())

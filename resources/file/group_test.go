@@ -475,3 +475,48 @@ func TestGroupToGroupHoldsBackOnlyPairedMembers(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// With a converged timeout of 0, a run whose failed resource (no retries)
+// holds back one member ends only after the group has applied the others:
+// the graph is not stalled while the group can still go on without it.
+func TestGroupHeldMemberConvergedTimeoutZero(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.MkdirAll(dir+"/blocker/in-the-way", 0o755))
+	v := func(name, path string, meta engine.Meta) *engine.Vertex {
+		f := &File{Path: path, Content: ptr(name)}
+		f.SetName(name)
+		must(t, f.Validate())
+		return &engine.Vertex{Kind: "file", Name: name, Meta: meta, Res: f}
+	}
+	alone := engine.DefaultMeta()
+	alone.AutoGroup = false
+	alone.Retry = 0
+	d := &engine.Decl{Name: "t", Vertices: []*engine.Vertex{
+		v("blocker", dir+"/blocker", alone),
+		v("a", dir+"/sub/a", engine.DefaultMeta()),
+		v("b", dir+"/sub/b", engine.DefaultMeta()),
+		v("c", dir+"/sub/c", engine.DefaultMeta()),
+	}, Edges: []engine.EdgeDecl{
+		{From: engine.Ref{Kind: "file", Name: "blocker"}, To: engine.Ref{Kind: "file", Name: "a"}},
+	}}
+	g, err := engine.Compile(t.Context(), d, restest.Logger(t))
+	must(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	e := engine.New(engine.Config{Logger: restest.Logger(t), ConvergedTimeout: 0})
+	err = e.Run(ctx, g)
+	if err == nil || !strings.Contains(err.Error(), "file[blocker]") {
+		t.Fatalf("run: %v; want the failure of file[blocker]", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the run did not end")
+	}
+	for _, name := range []string{"b", "c"} {
+		if _, err := os.Stat(dir + "/sub/" + name); err != nil {
+			t.Errorf("%s not written before the run ended: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(dir + "/sub/a"); err == nil {
+		t.Error("a written although the blocker it depends on failed")
+	}
+}
