@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -225,6 +226,13 @@ func (e *Engine) quietLocked() bool {
 					break
 				}
 			}
+			if blocked {
+				// a group that can go on without the members that wait
+				// has work ahead, unless it owes exactly those
+				if held, wait := n.heldLocked(); !wait && !maps.Equal(held, n.held) {
+					blocked = false
+				}
+			}
 			if !blocked {
 				return false
 			}
@@ -419,7 +427,7 @@ func (e *Engine) apply() {
 	e.order = e.order[:0]
 	for _, v := range g.Order() {
 		n := byVertex[v]
-		n.parents, n.children, n.notify, n.tails, n.heads = n.parents[:0], n.children[:0], nil, nil, nil
+		n.parents, n.children, n.notify, n.tails, n.heads, n.pairs = n.parents[:0], n.children[:0], nil, nil, nil, nil
 		e.order = append(e.order, n)
 	}
 	for _, v := range g.Order() {
@@ -446,6 +454,12 @@ func (e *Engine) apply() {
 					cn.heads = map[*node][]string{}
 				}
 				cn.heads[n] = ed.Heads
+			}
+			if ed != nil && len(ed.Pairs) > 0 {
+				if cn.pairs == nil {
+					cn.pairs = map[*node][][2]string{}
+				}
+				cn.pairs[n] = ed.Pairs
 			}
 		}
 	}
@@ -871,7 +885,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 // owes a refresh to those it notifies.
 func (e *Engine) dirtyChildrenLocked(n *node) {
 	for _, c := range n.children {
-		c.dirty, c.notWatched = true, true
+		c.dirty, c.notWatched, c.held = true, true, nil // checked again, whole
 		if n.notify[c] {
 			c.refresh = true
 			c.refreshBy = appendNew(c.refreshBy, n.v.String())

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -58,10 +59,11 @@ type node struct {
 	retry          *time.Timer // that timer; stopped when the vertex stops
 	gaveUp         bool        // failed with no retries left; waits for a new event
 	lastErr        error
-	failedMembers  map[string]bool    // of a group whose latest check failed only for some members: those
-	tails          map[*node][]string // parent → the members of that group parent this vertex depends on (none: all of it)
-	heads          map[*node][]string // parent → the members of this group that depend on it (none: all of them)
-	held           map[string]bool    // of a group: the members its latest check left out (their parents had failed); the group owes them a check
+	failedMembers  map[string]bool       // of a group whose latest check failed only for some members: those
+	tails          map[*node][]string    // parent → the members of that group parent this vertex depends on (none: all of it)
+	heads          map[*node][]string    // parent → the members of this group that depend on it (none: all of them)
+	pairs          map[*node][][2]string // group parent → which of its members reaches which of this group's (none: any to any)
+	held           map[string]bool       // of a group: the members its latest check left out (their parents had failed); the group owes them a check
 	stats          Stats
 	changes        []Change // what the checks of the run changed, the latest MaxChangesKept
 	dropped        int      // changes left out of changes
@@ -327,7 +329,19 @@ func (n *node) heldLocked() (held map[string]bool, wait bool) {
 			continue
 		}
 		heads := n.heads[p]
-		settled := p.st == stateFailed && !p.busy && (p.gaveUp || p.retrying || !p.dirty)
+		if pairs := n.pairs[p]; len(pairs) > 0 && (len(p.failedMembers) > 0 || p.held != nil) {
+			// a group parent that failed, or left out, some members only:
+			// only the members that depend on those are held back
+			heads = nil
+			for _, pr := range pairs {
+				if (p.failedMembers[pr[0]] || p.held[pr[0]]) && !slices.Contains(heads, pr[1]) {
+					heads = append(heads, pr[1])
+				}
+			}
+		}
+		// settled: no check of p is under way or due at once; a group
+		// that left out members of its own waits for their parents
+		settled := !p.busy && (p.st == stateFailed && (p.gaveUp || p.retrying || !p.dirty) || p.st == stateOK && p.held != nil)
 		if !holder || !settled || len(heads) == 0 {
 			return nil, true
 		}

@@ -299,6 +299,7 @@ func (g *Graph) Contract(members []Vertex, into Vertex) error {
 				if len(ed.Heads) == 0 {
 					ed.Heads = []string{n.v.String()}
 				}
+				ed.Pairs = pairs(ed)
 				moves = append(moves, redirect{e.from, in, ed})
 			}
 		}
@@ -308,6 +309,7 @@ func (g *Graph) Contract(members []Vertex, into Vertex) error {
 				if len(ed.Tails) == 0 {
 					ed.Tails = []string{n.v.String()}
 				}
+				ed.Pairs = pairs(ed)
 				moves = append(moves, redirect{in, e.to, ed})
 			}
 		}
@@ -323,6 +325,22 @@ func (g *Graph) Contract(members []Vertex, into Vertex) error {
 		g.addEdge(m.from, m.to, m.e)
 	}
 	return nil
+}
+
+// pairs returns e's Pairs, or, for an edge that has just got both Tails
+// and Heads (it joins two contractions) and that no merge has blurred (one
+// of them is a single member), each tail with each head.
+func pairs(e Edge) [][2]string {
+	if len(e.Pairs) > 0 || len(e.Tails) == 0 || len(e.Heads) == 0 || (len(e.Tails) > 1 && len(e.Heads) > 1) {
+		return e.Pairs
+	}
+	out := make([][2]string, 0, len(e.Tails)*len(e.Heads))
+	for _, t := range e.Tails {
+		for _, h := range e.Heads {
+			out = append(out, [2]string{t, h})
+		}
+	}
+	return out
 }
 
 // gview adapts a view to gonum's graph.Directed, for its topo package.

@@ -17,6 +17,10 @@ type Edge struct {
 	Notify bool
 	Tails  []string
 	Heads  []string
+	// Pairs: of an edge between two contractions, which member of the
+	// tail reaches which member of the head ({tail, head}); none: any
+	// tail to any head.
+	Pairs [][2]string
 }
 
 // Graph is a directed graph. Vertices, parents and children come back in
@@ -106,6 +110,7 @@ func (g *Graph) addEdge(f, t *node, e Edge) {
 		ex.e.Notify = ex.e.Notify || e.Notify
 		ex.e.Tails = unionTails(ex.e.Tails, e.Tails)
 		ex.e.Heads = unionTails(ex.e.Heads, e.Heads)
+		ex.e.Pairs = unionTails(ex.e.Pairs, e.Pairs)
 		return
 	}
 	ed := &edge{from: f, to: t, e: e}
@@ -281,11 +286,11 @@ func (g *Graph) Copy() *Graph {
 
 // unionTails merges the tails of two edges that became one: empty (the whole
 // vertex) wins, else the union in order of first appearance.
-func unionTails(a, b []string) []string {
+func unionTails[T comparable](a, b []T) []T {
 	if len(a) == 0 || len(b) == 0 {
 		return nil
 	}
-	out := append([]string(nil), a...)
+	out := append([]T(nil), a...)
 	for _, t := range b {
 		if !slices.Contains(out, t) {
 			out = append(out, t)

@@ -642,3 +642,31 @@ func TestContractKeepsTails(t *testing.T) {
 		t.Fatalf("an edge from the whole vertex merged in: tails %v, want none", e.Tails)
 	}
 }
+
+// Two edges between members of two contractions merge into one edge that
+// keeps which member reaches which, whichever side is contracted first.
+func TestContractKeepsPairs(t *testing.T) {
+	for _, aFirst := range []bool{true, false} {
+		g := New("t")
+		a1, a2, b1, b2, ga, gb := &tv{"a1"}, &tv{"a2"}, &tv{"b1"}, &tv{"b2"}, &tv{"ga"}, &tv{"gb"}
+		g.AddEdge(a1, b1, &Edge{Name: "1"})
+		g.AddEdge(a2, b2, &Edge{Name: "2"})
+		steps := [][]Vertex{{a1, a2, ga}, {b1, b2, gb}}
+		if !aFirst {
+			steps[0], steps[1] = steps[1], steps[0]
+		}
+		for _, s := range steps {
+			if err := g.Contract(s[:2], s[2]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e, _ := g.Edge(ga, gb)
+		if e == nil {
+			t.Fatal("no edge ga -> gb")
+		}
+		got := slices.SortedFunc(slices.Values(e.Pairs), func(x, y [2]string) int { return strings.Compare(x[0]+x[1], y[0]+y[1]) })
+		if want := [][2]string{{"a1", "b1"}, {"a2", "b2"}}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("a first %v: ga -> gb pairs %v; want %v", aFirst, got, want)
+		}
+	}
+}

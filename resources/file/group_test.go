@@ -410,3 +410,113 @@ func TestGroupMemberHeldBackAlone(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// A chain of groups, each member depending on one member of the group
+// before: a2 fails, and only b2 and c2 (which depend on it, through b2) are
+// held back; a1 → b1 → c1 are applied. The edges between two groups merge
+// into one; each keeps which member reaches which (pgraph.Edge.Pairs).
+func TestGroupToGroupHoldsBackOnlyPairedMembers(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.MkdirAll(dir+"/s1/a2/in-the-way", 0o755))
+	v := func(name, path string) *engine.Vertex {
+		f := &File{Path: path, Content: ptr(name)}
+		f.SetName(name)
+		must(t, f.Validate())
+		meta := engine.DefaultMeta()
+		meta.Retry = -1
+		meta.Delay = 20
+		return &engine.Vertex{Kind: "file", Name: name, Meta: meta, Res: f}
+	}
+	ref := func(name string) engine.Ref { return engine.Ref{Kind: "file", Name: name} }
+	d := &engine.Decl{Name: "t", Vertices: []*engine.Vertex{
+		v("a1", dir+"/s1/a1"), v("a2", dir+"/s1/a2"),
+		v("b1", dir+"/s2/b1"), v("b2", dir+"/s2/b2"),
+		v("c1", dir+"/s3/c1"), v("c2", dir+"/s3/c2"),
+	}, Edges: []engine.EdgeDecl{
+		{From: ref("a1"), To: ref("b1")}, {From: ref("a2"), To: ref("b2")},
+		{From: ref("b1"), To: ref("c1")}, {From: ref("b2"), To: ref("c2")},
+	}}
+	g, err := engine.Compile(t.Context(), d, restest.Logger(t))
+	must(t, err)
+	for _, grp := range []string{"(a1,a2)", "(b1,b2)", "(c1,c2)"} {
+		if !strings.Contains(g.String(), "file[autogroup:"+grp+"]") {
+			t.Fatalf("no group %s:\n%s", grp, g)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	e := engine.New(engine.Config{Logger: restest.Logger(t), ConvergedTimeout: -1})
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx, g) }()
+	written := func(p string) bool { _, err := os.Stat(dir + "/" + p); return err == nil }
+	for !written("s2/b1") || !written("s3/c1") {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("b1 or c1 never written (b1 %v, c1 %v): a2's failure held back members that do not depend on it", written("s2/b1"), written("s3/c1"))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a few retries of a2
+	if written("s2/b2") || written("s3/c2") {
+		t.Fatal("b2 or c2 written while a2, which they depend on, failed")
+	}
+	must(t, os.RemoveAll(dir+"/s1/a2")) // a2's next retry succeeds
+	for !written("s2/b2") || !written("s3/c2") {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("b2 or c2 never written once a2 recovered (b2 %v, c2 %v)", written("s2/b2"), written("s3/c2"))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
+}
+
+// With a converged timeout of 0, a run whose failed resource (no retries)
+// holds back one member ends only after the group has applied the others:
+// the graph is not stalled while the group can still go on without it.
+func TestGroupHeldMemberConvergedTimeoutZero(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.MkdirAll(dir+"/blocker/in-the-way", 0o755))
+	v := func(name, path string, meta engine.Meta) *engine.Vertex {
+		f := &File{Path: path, Content: ptr(name)}
+		f.SetName(name)
+		must(t, f.Validate())
+		return &engine.Vertex{Kind: "file", Name: name, Meta: meta, Res: f}
+	}
+	alone := engine.DefaultMeta()
+	alone.AutoGroup = false
+	alone.Retry = 0
+	d := &engine.Decl{Name: "t", Vertices: []*engine.Vertex{
+		v("blocker", dir+"/blocker", alone),
+		v("a", dir+"/sub/a", engine.DefaultMeta()),
+		v("b", dir+"/sub/b", engine.DefaultMeta()),
+		v("c", dir+"/sub/c", engine.DefaultMeta()),
+	}, Edges: []engine.EdgeDecl{
+		{From: engine.Ref{Kind: "file", Name: "blocker"}, To: engine.Ref{Kind: "file", Name: "a"}},
+	}}
+	g, err := engine.Compile(t.Context(), d, restest.Logger(t))
+	must(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	e := engine.New(engine.Config{Logger: restest.Logger(t), ConvergedTimeout: 0})
+	err = e.Run(ctx, g)
+	if err == nil || !strings.Contains(err.Error(), "file[blocker]") {
+		t.Fatalf("run: %v; want the failure of file[blocker]", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the run did not end")
+	}
+	for _, name := range []string{"b", "c"} {
+		if _, err := os.Stat(dir + "/sub/" + name); err != nil {
+			t.Errorf("%s not written before the run ended: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(dir + "/sub/a"); err == nil {
+		t.Error("a written although the blocker it depends on failed")
+	}
+}
