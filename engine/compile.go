@@ -175,20 +175,41 @@ func uniqueUIDs(_ context.Context, g *Graph) error {
 func autoEdges(log *slog.Logger) Transform {
 	return func(ctx context.Context, g *Graph) error {
 		owner := map[UID]*Vertex{}
+		kinds := map[string]map[*Vertex]bool{} // the owners of UIDs, by UID kind
 		for _, v := range g.Vertices() {
 			if u, ok := v.Res.(UIDer); ok && v.Meta.AutoEdge {
 				for _, uid := range u.UIDs() {
 					owner[uid] = v
+					if kinds[uid.Kind] == nil {
+						kinds[uid.Kind] = map[*Vertex]bool{}
+					}
+					kinds[uid.Kind][v] = true
 				}
 			}
 		}
 		if len(owner) == 0 {
 			return nil
 		}
+		// could says whether another vertex owns a UID of a kind v's
+		// automatic edges can name.
+		could := func(v *Vertex) bool {
+			k, ok := v.Res.(AutoEdgeKinder)
+			if !ok {
+				return true
+			}
+			for _, kind := range k.AutoEdgeKinds() {
+				for o := range kinds[kind] {
+					if o != v {
+						return true
+					}
+				}
+			}
+			return false
+		}
 		added := 0
 		for _, v := range g.Vertices() {
 			a, ok := v.Res.(AutoEdger)
-			if !ok || !v.Meta.AutoEdge {
+			if !ok || !v.Meta.AutoEdge || !could(v) {
 				continue
 			}
 			actx, cancel := context.WithTimeout(ctx, AutoEdgeTimeout)

@@ -99,6 +99,39 @@ func TestAutoEdgesBeforeAndWarning(t *testing.T) {
 	}
 }
 
+// kindShipRes is a fake package that says its edges name only files, and
+// counts the AutoEdges calls.
+type kindShipRes struct {
+	shipRes
+	name  string
+	calls int
+}
+
+func (k *kindShipRes) UIDs() []UID             { return []UID{{"pkg", k.name}} }
+func (k *kindShipRes) AutoEdgeKinds() []string { return []string{"file"} }
+func (k *kindShipRes) AutoEdges(ctx context.Context) ([]AutoEdge, error) {
+	k.calls++
+	return k.shipRes.AutoEdges(ctx)
+}
+
+func TestAutoEdgeKindsSkipsUselessCalls(t *testing.T) {
+	// Packages only: no file for their edges to name, AutoEdges is not called.
+	a, b := &kindShipRes{shipRes: shipRes{ships: []string{"/etc/a"}}, name: "a"}, &kindShipRes{shipRes: shipRes{ships: []string{"/etc/b"}}, name: "b"}
+	g := compile(t, []*Vertex{named("pkg", "a", a), named("pkg", "b", b)})
+	if a.calls+b.calls != 0 || g.NumEdges() != 0 {
+		t.Fatalf("a graph of packages only: %d AutoEdges calls, %d edges, want none", a.calls+b.calls, g.NumEdges())
+	}
+	// With a file in the graph it is called, and the edge is made.
+	c := &kindShipRes{shipRes: shipRes{ships: []string{"/etc/c"}}, name: "c"}
+	g = compile(t, []*Vertex{named("pkg", "c", c), named("file", "conf", &pathRes{path: "/etc/c"})})
+	if c.calls != 1 {
+		t.Fatalf("a package beside a file: %d AutoEdges calls, want 1", c.calls)
+	}
+	if _, ok := g.Edge(g.Vertices()[0], g.Vertices()[1]); !ok {
+		t.Fatalf("no edge pkg[c] -> file[conf]:\n%s", g)
+	}
+}
+
 func TestAutoEdgeOff(t *testing.T) {
 	leaf := named("file", "leaf", &pathRes{path: "/a/b"})
 	leaf.Meta.AutoEdge = false

@@ -122,6 +122,15 @@ type AutoEdger interface {
 	AutoEdges(ctx context.Context) ([]AutoEdge, error)
 }
 
+// AutoEdgeKinder is implemented by AutoEdgers whose automatic edges can
+// only name UIDs of some kinds: the engine calls AutoEdges only when
+// another resource of the graph owns a UID of one of them, so that a kind
+// whose AutoEdges is slow (a package manager query) costs nothing in a
+// graph that holds nothing it could order itself before.
+type AutoEdgeKinder interface {
+	AutoEdgeKinds() []string
+}
+
 // Grouper is implemented by kinds whose resources can be merged into one
 // vertex that does their work at once (several packages in one transaction).
 // A group's CheckApply reports each change under ForMember, and each

@@ -69,6 +69,11 @@ func (r *Pkg) AutoEdges(ctx context.Context) ([]engine.AutoEdge, error) {
 	return edges, errors.Join(errs...)
 }
 
+// AutoEdgeKinds: the edges of AutoEdges name only file and svc resources;
+// in a graph without them the engine does not call AutoEdges, and no file
+// list is fetched.
+func (r *Pkg) AutoEdgeKinds() []string { return []string{"file", "svc"} }
+
 // unitDirs are where packages put systemd units.
 var unitDirs = []string{"/lib/systemd/system", "/usr/lib/systemd/system"}
 

@@ -131,6 +131,7 @@ func (c *Client) Transact(ctx context.Context, method string, args ...any) (*Res
 		ctx, cancel = context.WithTimeout(ctx, TransactionTimeout)
 		defer cancel()
 	}
+	t0 := time.Now()
 	var path dbus.ObjectPath
 	if err := c.call(ctx, c.b.conn.Object(busName, daemonPath), ifaceDaemon+".CreateTransaction").Store(&path); err != nil {
 		return nil, c.fail(method, err)
@@ -147,6 +148,7 @@ func (c *Client) Transact(ctx context.Context, method string, args ...any) (*Res
 	if err := c.call(ctx, tx, ifaceTx+"."+method, args...).Err; err != nil {
 		return nil, c.fail(method, err)
 	}
+	called := time.Since(t0)
 
 	res := &Result{Path: path}
 	var pkErr *Error
@@ -203,6 +205,9 @@ func (c *Client) Transact(ctx context.Context, method string, args ...any) (*Res
 				}
 				res.Runtime = time.Duration(runtime) * time.Millisecond
 				res.Role = prog.role
+				c.log.Debug("packagekit transaction", "method", method, "tx", string(path),
+					"took", time.Since(t0).Round(100*time.Microsecond), "calls", called.Round(100*time.Microsecond),
+					"runtime", res.Runtime, "exit", Exit(exit).String())
 				if pkErr == nil && Exit(exit) != ExitSuccess {
 					pkErr = &Error{Method: method}
 				}
