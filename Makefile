@@ -79,7 +79,7 @@ test: deps fixtures vet build
 	MGMT_TEST_ETCD_BINARY=$(ETCD34) $(GO) test $(RACE) -count=1 -timeout $(TESTTIME) ./...
 	# the packages whose build the split tag changes, as ./mgmt is built
 	$(GO) vet $(SPLIT_TAGS) ./etcd/... ./cmd/...
-	$(GO) test $(RACE) $(SPLIT_TAGS) -count=1 -timeout $(TESTTIME) ./etcd/ ./agent/
+	MGMT_TEST_ETCD_BINARY=$(ETCD34) $(GO) test $(RACE) $(SPLIT_TAGS) -count=1 -timeout $(TESTTIME) ./etcd/ ./agent/
 	# the man page generator, built only with its tag
 	$(GO) vet -tags mgmt_gendocs ./cmd/mgmt/
 	$(GO) test -tags mgmt_gendocs -count=1 -run '^TestGendocs' ./cmd/mgmt/
