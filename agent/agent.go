@@ -77,15 +77,14 @@ type Tally struct {
 	Changed, Pending int
 }
 
-// tally fills t (if set) from the engine's reports.
+// tally fills t (if set) from the engine's counts.
 func tally(t *Tally, eng *engine.Engine) {
 	if t == nil || eng == nil {
 		return
 	}
-	for _, r := range eng.Reports() {
-		t.Changed += r.Count(r.Changed, r.MembersChanged)
-		t.Pending += r.Count(r.Pending, r.MembersChanged)
-	}
+	c, p := eng.Tally()
+	t.Changed += c
+	t.Pending += p
 }
 
 // InvalidError is a graph that was refused: nothing of it was applied.

@@ -41,6 +41,7 @@ func runRecorded(t *testing.T, g *Graph, noop bool) (string, []Report) {
 	if err := e.Run(ctx, g); err != nil && ctx.Err() != nil {
 		t.Fatalf("run did not end by itself: %v", err)
 	}
+	assertTally(t, e)
 	return out.String(), e.Reports()
 }
 

@@ -443,6 +443,7 @@ func TestSwapRacesRun(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("run %d: %v", i, err)
 		}
+		assertTally(t, e)
 		for _, r := range e.Reports() {
 			if r.Res != "fake[newest]" && !r.Removed || r.Res == "fake[newest]" && r.Removed {
 				t.Fatalf("run %d: the newest graph is not the one running at the end: %+v", i, e.Reports())

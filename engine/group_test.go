@@ -18,11 +18,12 @@ type memberRes struct {
 	fake
 	names []string
 	fail  map[string]bool
+	same  map[string]bool // members already as wanted: no change
 }
 
 func (m *memberRes) GroupKey() string { return "k" }
 func (m *memberRes) Group(others []Res) (Res, error) {
-	g := &memberRes{names: append([]string(nil), m.names...), fail: m.fail}
+	g := &memberRes{names: append([]string(nil), m.names...), fail: m.fail, same: m.same}
 	for _, o := range others {
 		g.names = append(g.names, o.(*memberRes).names...)
 	}
@@ -32,6 +33,9 @@ func (m *memberRes) Group(others []Res) (Res, error) {
 			res := "m[" + n + "]"
 			if g.fail[n] {
 				errs = append(errs, &MemberError{Res: res, Err: errors.New("bad member")})
+				continue
+			}
+			if g.same[n] {
 				continue
 			}
 			Changed(ForMember(ctx, res), Change{Property: "state", From: "absent", To: "present"})
@@ -76,6 +80,7 @@ func TestGroupMemberFailure(t *testing.T) {
 	}
 	// The report lists each member by its own name: its own changes, its
 	// own failure, and the group that acted for it.
+	assertTally(t, e)
 	byRes := map[string]Report{}
 	for _, r := range e.Reports() {
 		byRes[r.Res] = r
@@ -218,6 +223,7 @@ func TestGroupNoopCountsMembers(t *testing.T) {
 	if err := e.Run(ctx, g); err != nil {
 		t.Fatal(err)
 	}
+	assertTally(t, e)
 	rs := e.Reports()
 	if len(rs) != 4 {
 		t.Fatalf("reports %+v: want one per member of the group", rs)

@@ -1,0 +1,52 @@
+package engine
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// assertTally checks that e.Tally counts what e.Reports lists.
+func assertTally(t *testing.T, e *Engine) {
+	t.Helper()
+	var changed, pending int
+	for _, r := range e.Reports() {
+		changed += r.Count(r.Changed, r.MembersChanged)
+		pending += r.Count(r.Pending, r.MembersChanged)
+	}
+	c, p := e.Tally()
+	if c != changed || p != pending {
+		t.Errorf("Tally() = %d changed, %d pending; the reports count %d, %d", c, p, changed, pending)
+	}
+}
+
+// A group with a member already as wanted, and applying, one that fails:
+// Tally counts the other members, alone, as changed (or, in noop, as
+// pending), as the reports do.
+func TestTallyCountsMembers(t *testing.T) {
+	for _, noop := range []bool{false, true} {
+		var vs []*Vertex
+		for _, n := range []string{"a", "b", "c", "d"} {
+			vs = append(vs, &Vertex{Kind: "m", Name: n, Meta: DefaultMeta(), Res: &memberRes{names: []string{n}, fail: map[string]bool{"b": !noop}, same: map[string]bool{"d": true}}})
+		}
+		vs = append(vs, vtx("plain", &fake{}))
+		e := New(Config{Logger: quietLog(), Noop: noop, ConvergedTimeout: 0})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		if err := e.Run(ctx, compile(t, vs)); (err == nil) == !noop {
+			t.Fatalf("noop %v: run: %v; want m[b] failed when applying", noop, err)
+		}
+		cancel()
+		assertTally(t, e)
+		c, p := e.Tally()
+		if want := 2 + btoi(noop); noop && (p != want || c != 0) || !noop && (c != want || p != 0) {
+			t.Errorf("noop %v: Tally() = %d changed, %d pending; want %d: the members other than m[d] (and, applying, m[b])", noop, c, p, want)
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
