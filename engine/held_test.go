@@ -40,8 +40,9 @@ func failing() *fake {
 	return &fake{check: func(context.Context, bool) (bool, error) { return false, errors.New("boom") }}
 }
 
-// heldReports runs g until it is quiet and returns its reports by name.
-func heldReports(t *testing.T, g *Graph) map[string]Report {
+// heldReports runs g until it is quiet and returns its reports by name,
+// and the count of held resources the engine's State gives.
+func heldReports(t *testing.T, g *Graph) (map[string]Report, int) {
 	t.Helper()
 	e := New(Config{Logger: quietLog(), ConvergedTimeout: 0})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -53,13 +54,16 @@ func heldReports(t *testing.T, g *Graph) map[string]Report {
 	for _, r := range e.Reports() {
 		out[r.Res] = r
 	}
-	return out
+	return out, e.State().Held
 }
 
 // checkHeld fails t unless exactly the resources of want are held, each by
 // the resources listed.
-func checkHeld(t *testing.T, reps map[string]Report, want map[string][]string) {
+func checkHeld(t *testing.T, reps map[string]Report, held int, want map[string][]string) {
 	t.Helper()
+	if held != len(want) {
+		t.Errorf("the engine's state counts %d held, want %d", held, len(want))
+	}
 	for res, r := range reps {
 		by, ok := want[res]
 		if r.Held != ok || !slices.Equal(r.HeldBy, by) {
@@ -85,7 +89,8 @@ func TestReportHeldPlain(t *testing.T) {
 		vtx("grandchild", &fake{}), vtx("both", &fake{}), vtx("other", &fake{}),
 	}, [2]string{"bad", "child"}, [2]string{"child", "grandchild"},
 		[2]string{"grandchild", "both"}, [2]string{"bad2", "both"})
-	checkHeld(t, heldReports(t, g), map[string][]string{
+	reps, held := heldReports(t, g)
+	checkHeld(t, reps, held, map[string][]string{
 		"fake[child]":      {"fake[bad]"},
 		"fake[grandchild]": {"fake[bad]"},
 		"fake[both]":       {"fake[bad2]", "fake[bad]"},
@@ -109,8 +114,8 @@ func TestReportHeldGroupMember(t *testing.T) {
 		EdgeDecl{From: Ref{"m", "a"}, To: Ref{"x", "aftera"}},
 		EdgeDecl{From: Ref{"m", "b"}, To: Ref{"x", "afterb"}},
 		EdgeDecl{From: Ref{"m", "c"}, To: Ref{"x", "afterc"}})
-	reps := heldReports(t, g)
-	checkHeld(t, reps, map[string][]string{
+	reps, held := heldReports(t, g)
+	checkHeld(t, reps, held, map[string][]string{
 		"m[a]":      {"x[bad]"},
 		"x[aftera]": {"x[bad]"},
 		"x[afterc]": {"m[c]"},
@@ -132,5 +137,6 @@ func TestReportHeldWholeGroup(t *testing.T) {
 	}
 	vs = append(vs, named("x", "bad", failing()))
 	g := compile(t, vs, EdgeDecl{From: Ref{"x", "bad"}, To: Ref{"m", "a"}})
-	checkHeld(t, heldReports(t, g), map[string][]string{"m[a]": {"x[bad]"}, "m[b]": {"x[bad]"}})
+	reps, held := heldReports(t, g)
+	checkHeld(t, reps, held, map[string][]string{"m[a]": {"x[bad]"}, "m[b]": {"x[bad]"}})
 }

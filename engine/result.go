@@ -150,15 +150,24 @@ func (e *Engine) Reports() []Report {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := append([]Report(nil), e.gone...)
+	held := e.heldByLocked()
+	for _, n := range e.order {
+		out = append(out, n.memberReportsLocked(held[n])...)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Res < out[j].Res })
+	return out
+}
+
+// heldByLocked returns, for each vertex that holds resources held back by
+// a failed dependency, what n.heldByLocked tells of them.
+func (e *Engine) heldByLocked() map[*node]map[string][]string {
 	known := map[*node]map[string][]string{}
 	for _, n := range e.order { // topological: parents first
 		if by := n.heldByLocked(known); by != nil {
 			known[n] = by
 		}
-		out = append(out, n.memberReportsLocked(known[n])...)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Res < out[j].Res })
-	return out
+	return known
 }
 
 // refs names the resources n acts for: n, or a group's members.

@@ -6,7 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/mgmtconfig/mgmt/deploy"
 )
 
 // A file whose parent directory's path is taken by a regular file fails;
@@ -98,5 +102,21 @@ edges:
 	}
 	if testing.Verbose() {
 		t.Logf("report:\n%s", data)
+	}
+}
+
+// mgmt status says, below the table, how many resources a host holds back.
+func TestStatusPrintsHeld(t *testing.T) {
+	var b strings.Builder
+	all := []deploy.HostStatus{
+		{Host: "web1", State: deploy.StateFailed, Failed: []deploy.FailedRes{{Res: "file[inner]", Err: "not a directory"}}, Held: 2},
+		{Host: "web2", State: deploy.StateConverged},
+	}
+	if err := printHosts(&b, all, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if !strings.Contains(out, "web1: 2 resource(s) held back: they wait on a failed one\n") || strings.Contains(out, "web2: 0") {
+		t.Fatalf("status output:\n%s", out)
 	}
 }
