@@ -189,20 +189,23 @@ func (n *node) memberFailedLocked(m string) bool {
 // members) that are not in their desired state and did not fail
 // themselves: those a failed dependency may hold back.
 func (n *node) heldCandidatesLocked() map[string]bool {
-	out := map[string]bool{}
 	switch {
 	case n.busy:
+		return nil
 	case n.held != nil: // a group's latest check left these out
+		out := make(map[string]bool, len(n.held))
 		for m := range n.held {
 			if !n.memberFailedLocked(m) {
 				out[m] = true
 			}
 		}
+		return out
 	case n.st == stateFailed, n.st == stateOK && !n.dirty && !n.refresh:
-	default:
-		for _, m := range n.refs() {
-			out[m] = true
-		}
+		return nil
+	}
+	out := map[string]bool{}
+	for _, m := range n.refs() {
+		out[m] = true
 	}
 	return out
 }
