@@ -174,6 +174,7 @@ func (h *hostStatus) snapshot() deploy.HostStatus {
 		for _, f := range es.Failures {
 			s.Failed = append(s.Failed, deploy.FailedRes{Res: f.Res, Err: f.Err.Error()})
 		}
+		s.Held = es.Held
 		switch {
 		case es.Converged:
 			s.State = deploy.StateConverged

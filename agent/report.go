@@ -23,10 +23,13 @@ type runReport struct {
 	Changed  int       `json:"changed"` // resources that changed something
 	// Noop: the run applied nothing (--noop); Pending counts the resources
 	// that would change something (each lists its properties).
-	Noop    bool            `json:"noop,omitempty"`
-	Pending int             `json:"pending"`
-	Failed  int             `json:"failed"`
-	Res     []engine.Report `json:"resources"`
+	Noop    bool `json:"noop,omitempty"`
+	Pending int  `json:"pending"`
+	Failed  int  `json:"failed"`
+	// Held counts the resources not in their desired state because
+	// they wait on a failed one (each says which: held_by).
+	Held int             `json:"held"`
+	Res  []engine.Report `json:"resources"`
 }
 
 // WriteFailedReport writes the report of a run that ended before Run
@@ -61,6 +64,7 @@ func writeReport(cfg Config, eng *engine.Engine, started time.Time, runErr error
 		rep.Changed += r.Count(r.Changed, r.MembersChanged)
 		rep.Pending += r.Count(r.Pending, r.MembersChanged)
 		rep.Failed += r.Count(r.Failed, r.MembersFailed)
+		rep.Held += r.Count(r.Held, 0) // each member has its own report
 	}
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {

@@ -22,17 +22,20 @@ const (
 // HostStatus is what an agent publishes under NS status/<host>, attached
 // to its lease. The rollout driver reads it to judge a host.
 type HostStatus struct {
-	Host      string      `json:"host"`
-	Version   string      `json:"version"`
-	Deploy    int64       `json:"deploy"` // the number it runs; 0: a file
-	Commit    string      `json:"commit"`
-	Wanted    int64       `json:"wanted"` // the number it was told to run
-	State     string      `json:"state"`
-	Failed    []FailedRes `json:"failed"`
-	Error     string      `json:"error"` // why wanted != deploy
-	ChangedAt time.Time   `json:"changed_at"`
-	Drifts    int64       `json:"drifts"`
-	UpdatedAt time.Time   `json:"updated_at"`
+	Host    string      `json:"host"`
+	Version string      `json:"version"`
+	Deploy  int64       `json:"deploy"` // the number it runs; 0: a file
+	Commit  string      `json:"commit"`
+	Wanted  int64       `json:"wanted"` // the number it was told to run
+	State   string      `json:"state"`
+	Failed  []FailedRes `json:"failed"`
+	// Held counts the resources that wait on a failed one (a group's
+	// members each), not in their desired state.
+	Held      int       `json:"held,omitempty"`
+	Error     string    `json:"error"` // why wanted != deploy
+	ChangedAt time.Time `json:"changed_at"`
+	Drifts    int64     `json:"drifts"`
+	UpdatedAt time.Time `json:"updated_at"`
 	// LastState is set by ReadStatus and WatchStatus on a lost host's
 	// record (State "lost"): the state it last reported.
 	LastState string `json:"last_state,omitempty"`

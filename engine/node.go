@@ -318,6 +318,23 @@ func (n *node) waitsOnLocked(p *node) bool {
 	return false
 }
 
+// waitingHeadsLocked returns the members of n that wait on its parent p
+// (n.waitsOnLocked(p)), by name; none: all of n. When p is a group that
+// failed, or left out, some members only, they are the members of n that
+// depend on those.
+func (n *node) waitingHeadsLocked(p *node) []string {
+	heads := n.heads[p]
+	if pairs := n.pairs[p]; len(pairs) > 0 && (len(p.failedMembers) > 0 || p.held != nil) {
+		heads = nil
+		for _, pr := range pairs {
+			if (p.failedMembers[pr[0]] || p.held[pr[0]]) && !slices.Contains(heads, pr[1]) {
+				heads = append(heads, pr[1])
+			}
+		}
+	}
+	return heads
+}
+
 // heldLocked returns, when n waits on some parent, the members of n that
 // depend on the parents it waits on, if n can be checked without them: n
 // is a MemberHolder, each such parent has failed and settled (no check of it
@@ -328,17 +345,7 @@ func (n *node) heldLocked() (held map[string]bool, wait bool) {
 		if !n.waitsOnLocked(p) {
 			continue
 		}
-		heads := n.heads[p]
-		if pairs := n.pairs[p]; len(pairs) > 0 && (len(p.failedMembers) > 0 || p.held != nil) {
-			// a group parent that failed, or left out, some members only:
-			// only the members that depend on those are held back
-			heads = nil
-			for _, pr := range pairs {
-				if (p.failedMembers[pr[0]] || p.held[pr[0]]) && !slices.Contains(heads, pr[1]) {
-					heads = append(heads, pr[1])
-				}
-			}
-		}
+		heads := n.waitingHeadsLocked(p)
 		// settled: no check of p is under way or due at once; a group
 		// that left out members of its own waits for their parents
 		settled := !p.busy && (p.st == stateFailed && (p.gaveUp || p.retrying || !p.dirty) || p.st == stateOK && p.held != nil)

@@ -38,6 +38,13 @@ type Report struct {
 	// grouped with others (file[autogroup:(a,b,...)]); its Checks,
 	// Duration and Noop are the group's.
 	Group string `json:"group,omitempty"`
+	// Held: the resource is not in its desired state and waits on a
+	// failed dependency (it never ran, or is owed a check, since); HeldBy
+	// names the failed resources it waits on, the nearest failed
+	// ancestors, sorted. A member of a group may be held while its group
+	// ran for the others.
+	Held   bool     `json:"held,omitempty"`
+	HeldBy []string `json:"held_by,omitempty"`
 }
 
 func (n *node) reportLocked() Report {
@@ -76,9 +83,13 @@ func (n *node) reportLocked() Report {
 // memberReportsLocked is n's report, or for a group one report per member,
 // so that a run's report lists every resource of the graph by its own name
 // with its own changes and failure.
-func (n *node) memberReportsLocked() []Report {
+// heldBy is what heldByLocked found for n.
+func (n *node) memberReportsLocked(heldBy map[string][]string) []Report {
 	g := n.reportLocked()
 	if len(n.v.Grouped) == 0 {
+		if by := heldBy[g.Res]; len(by) > 0 {
+			g.Held, g.HeldBy = true, by
+		}
 		return []Report{g}
 	}
 	failed := map[string]error{}
@@ -102,6 +113,9 @@ func (n *node) memberReportsLocked() []Report {
 			r.Failed, r.Error, r.Failures = true, err.Error(), 1
 		} else if g.Failed && len(failed) == 0 {
 			r.Failed, r.Error, r.Failures = true, g.Error, g.Failures // the group as a whole
+		}
+		if by := heldBy[ref]; len(by) > 0 {
+			r.Held, r.HeldBy = true, by
 		}
 		if g.Noop {
 			r.Pending = len(r.Properties) > 0
@@ -136,9 +150,157 @@ func (e *Engine) Reports() []Report {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := append([]Report(nil), e.gone...)
+	held := e.heldByLocked()
 	for _, n := range e.order {
-		out = append(out, n.memberReportsLocked()...)
+		out = append(out, n.memberReportsLocked(held[n])...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Res < out[j].Res })
+	return out
+}
+
+// heldByLocked returns, for each vertex that holds resources held back by
+// a failed dependency, what n.heldByLocked tells of them.
+func (e *Engine) heldByLocked() map[*node]map[string][]string {
+	known := map[*node]map[string][]string{}
+	for _, n := range e.order { // topological: parents first
+		if by := n.heldByLocked(known); by != nil {
+			known[n] = by
+		}
+	}
+	return known
+}
+
+// refs names the resources n acts for: n, or a group's members.
+func (n *node) refs() []string {
+	out := []string{Ref{Kind: n.v.Kind, Name: n.v.Name}.String()}
+	for _, m := range n.v.Grouped {
+		out = append(out, Ref{Kind: m.Kind, Name: m.Name}.String())
+	}
+	return out
+}
+
+// memberFailedLocked tells whether n's report says m (n, or a member of
+// the group n) failed.
+func (n *node) memberFailedLocked(m string) bool {
+	return n.st == stateFailed && n.lastErr != nil && (len(n.failedMembers) == 0 || n.failedMembers[m])
+}
+
+// heldCandidatesLocked returns the resources of n (n, or a group's
+// members) that are not in their desired state and did not fail
+// themselves: those a failed dependency may hold back.
+func (n *node) heldCandidatesLocked() map[string]bool {
+	switch {
+	case n.busy:
+		return nil
+	case n.held != nil: // a group's latest check left these out
+		out := make(map[string]bool, len(n.held))
+		for m := range n.held {
+			if !n.memberFailedLocked(m) {
+				out[m] = true
+			}
+		}
+		return out
+	case n.st == stateFailed, n.st == stateOK && !n.dirty && !n.refresh:
+		return nil
+	}
+	out := map[string]bool{}
+	for _, m := range n.refs() {
+		out[m] = true
+	}
+	return out
+}
+
+// heldByLocked returns, for each resource of n (n, or each member of a
+// group) that is held back, the failed resources it waits on: the nearest
+// failed ancestors, by name, sorted. It follows the engine's own rules of
+// who waits on whom (waitsOnLocked, waitingHeadsLocked); known is what it
+// returned for the vertices before n in topological order.
+func (n *node) heldByLocked(known map[*node]map[string][]string) map[string][]string {
+	cands := n.heldCandidatesLocked()
+	if len(cands) == 0 {
+		return nil
+	}
+	by := map[string]map[string]bool{}
+	for _, p := range n.parents {
+		if !n.waitsOnLocked(p) {
+			continue
+		}
+		heads := n.waitingHeadsLocked(p)
+		if len(heads) == 0 {
+			heads = n.refs()
+		}
+		var tailsOf map[string][]string // head → the members of p it depends on
+		for _, pr := range n.pairs[p] {
+			if tailsOf == nil {
+				tailsOf = map[string][]string{}
+			}
+			tailsOf[pr[1]] = append(tailsOf[pr[1]], pr[0])
+		}
+		var behindAll []string // behind n.tails[p], worked out once
+		doneAll := false
+		for _, h := range heads {
+			if !cands[h] {
+				continue
+			}
+			var srcs []string
+			if tails := tailsOf[h]; len(tails) > 0 {
+				srcs = p.failedBehindLocked(tails, known)
+			} else {
+				if !doneAll {
+					behindAll, doneAll = p.failedBehindLocked(n.tails[p], known), true
+				}
+				srcs = behindAll
+			}
+			for _, s := range srcs {
+				if by[h] == nil {
+					by[h] = map[string]bool{}
+				}
+				by[h][s] = true
+			}
+		}
+	}
+	if len(by) == 0 {
+		return nil
+	}
+	if _, holder := n.v.Res.(MemberHolder); !holder && len(n.v.Grouped) > 0 {
+		// a group that cannot leave members out waits whole: what holds
+		// back one of its members holds back all
+		all := map[string]bool{}
+		for _, srcs := range by {
+			for s := range srcs {
+				all[s] = true
+			}
+		}
+		for m := range cands {
+			by[m] = all
+		}
+	}
+	out := make(map[string][]string, len(by))
+	for m, srcs := range by {
+		list := make([]string, 0, len(srcs))
+		for s := range srcs {
+			list = append(list, s)
+		}
+		sort.Strings(list)
+		out[m] = list
+	}
+	return out
+}
+
+// failedBehindLocked returns the failed resources that hold back what
+// depends on tails, members of n (none: all of n): those of them that
+// failed, and for the others what holds them back (known[n]).
+func (n *node) failedBehindLocked(tails []string, known map[*node]map[string][]string) []string {
+	if len(tails) == 0 {
+		tails = n.refs()
+	}
+	var out []string
+	for _, t := range tails {
+		if n.memberFailedLocked(t) {
+			out = append(out, t)
+		} else {
+			out = append(out, known[n][t]...)
+		}
+	}
 	return out
 }

@@ -12,6 +12,10 @@ type State struct {
 	// Failures are the vertices whose last check failed (given up, or
 	// waiting for a retry), sorted by resource.
 	Failures []Failure
+	// Held counts the resources (a group's members each) not in their
+	// desired state that wait on a failed one, as the run's report says
+	// (Report.Held).
+	Held int
 }
 
 // State returns the engine's state now, computed afresh (not as the
@@ -26,6 +30,11 @@ func (e *Engine) State() State {
 	for _, n := range e.order {
 		if n.st == stateFailed && n.lastErr != nil {
 			s.Failures = append(s.Failures, Failure{Res: n.v.String(), Err: n.lastErr})
+		}
+	}
+	if len(s.Failures) > 0 { // else nothing is held
+		for _, by := range e.heldByLocked() {
+			s.Held += len(by)
 		}
 	}
 	sort.Slice(s.Failures, func(i, j int) bool { return s.Failures[i].Res < s.Failures[j].Res })

@@ -97,6 +97,9 @@ func printHosts(w io.Writer, all []deploy.HostStatus, now time.Time) error {
 		for _, f := range s.Failed {
 			fmt.Fprintf(w, "%s: %s: %s\n", s.Host, f.Res, quote.Escape(f.Err))
 		}
+		if s.Held > 0 {
+			fmt.Fprintf(w, "%s: %d resource(s) held back: they wait on a failed one\n", s.Host, s.Held)
+		}
 	}
 	return nil
 }
