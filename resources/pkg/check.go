@@ -160,14 +160,23 @@ func (r *Pkg) flags() packagekit.Flags {
 // and, with apply, makes the changes in at most one transaction per kind:
 // removals, installations (exact versions included), updates. Right after
 // a check that found nothing to do, and with nothing seen by Watch since,
-// it answers without asking PackageKit.
+// it answers without asking PackageKit; so it does after an apply that
+// made every change it asked for, while Watch saw only that apply's own
+// events (see settled).
 func (r *Pkg) CheckApply(ctx context.Context, apply bool) (bool, error) {
 	watching := r.watching.Load()
 	gen := r.gen.Load()
 	if watching && r.clean.Load() == gen+1 {
 		return false, nil
 	}
+	if watching && r.settled() {
+		r.clean.Store(gen + 1)
+		return false, nil
+	}
 	r.clean.Store(0)
+	r.applied.Store(nil)
+	foreign := r.foreign.Load()
+	o := newOwn()
 	c, err := r.client(ctx)
 	if err != nil {
 		return false, err
@@ -188,7 +197,11 @@ func (r *Pkg) CheckApply(ctx context.Context, apply bool) (bool, error) {
 	if !apply {
 		return !pl.onlyMissing(), r.notFound(ctx, c, pl.missing)
 	}
-	return r.apply(ctx, c, pl)
+	changed, err := r.apply(ctx, c, pl, o)
+	if err == nil && changed && watching && o.ok {
+		r.applied.Store(&appliedState{stamp: o.last, foreign: foreign})
+	}
+	return changed, err
 }
 
 func (p *plan) onlyMissing() bool {
@@ -237,12 +250,12 @@ func pkgNames(ts []target) string {
 
 // apply carries out a plan. A failing step does not stop the others: each
 // package that can reach its state does.
-func (r *Pkg) apply(ctx context.Context, c *packagekit.Client, pl *plan) (changed bool, err error) {
+func (r *Pkg) apply(ctx context.Context, c *packagekit.Client, pl *plan, o *own) (changed bool, err error) {
 	var errs []error
 	log := r.logger()
 
 	if len(pl.remove) > 0 {
-		if err := r.remove(ctx, c, pl.remove); err != nil {
+		if err := r.remove(ctx, c, pl.remove, o); err != nil {
 			errs = append(errs, err)
 		} else {
 			changed = true
@@ -271,7 +284,9 @@ func (r *Pkg) apply(ctx context.Context, c *packagekit.Client, pl *plan) (change
 			continue
 		}
 		t0 := time.Now()
+		o.before()
 		res, err := step.run(ctx, flags, ids(step.ts))
+		o.after()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pkg: %s: %w", pkgNames(step.ts), err))
 			continue
@@ -286,7 +301,7 @@ func (r *Pkg) apply(ctx context.Context, c *packagekit.Client, pl *plan) (change
 // remove removes packages in one transaction, after a simulation shows
 // that nothing else would go with them (PackageKit's apt backend removes
 // what depends on a package even when told not to).
-func (r *Pkg) remove(ctx context.Context, c *packagekit.Client, ts []target) error {
+func (r *Pkg) remove(ctx context.Context, c *packagekit.Client, ts []target, o *own) error {
 	want := map[string]bool{}
 	for _, t := range ts {
 		want[t.p.name] = true
@@ -305,7 +320,9 @@ func (r *Pkg) remove(ctx context.Context, c *packagekit.Client, ts []target) err
 		return fmt.Errorf("pkg: removing %s: %w: %s (declare them uninstalled too)", pkgNames(ts), ErrWouldRemoveOthers, strings.Join(others, ", "))
 	}
 	t0 := time.Now()
+	o.before()
 	res, err := c.RemovePackages(ctx, 0, ids(ts), false, false)
+	o.after()
 	if err != nil {
 		return fmt.Errorf("pkg: removing %s: %w", pkgNames(ts), err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -126,6 +127,67 @@ func TestReinstallWhileRunning(t *testing.T) {
 	if n := checks - before; n < 1 || n > 5 {
 		t.Errorf("%d checks for one removal and its repair: want a few, driven by events", n)
 	}
+	if lastErr != nil {
+		t.Errorf("a check failed: %v", lastErr)
+	}
+}
+
+// A running group that installs packages is not checked against
+// PackageKit again for the events of its own installation (dpkg's status
+// file, PackageKit's UpdatesChanged): the run is the check's Resolve, the
+// Resolve under the free filter and the InstallPackages, and nothing after.
+// A change by hand after it (dpkg --remove) is a change all the same.
+func TestNoResolveForOwnEvents(t *testing.T) {
+	h := host(t)
+	purge(t, h, benchPkgs...)
+	t.Cleanup(func() { purge(t, h, benchPkgs...) })
+	o := observe(t, h)
+	g := group(t, newRes(t, pkgA, ""), newRes(t, pkgC, ""), newRes(t, pkgSvc, ""))
+	var mu sync.Mutex
+	var checks int
+	var lastErr error
+	restest.Loop(t, g, func(changed bool, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		checks++
+		if err != nil {
+			lastErr = err
+		}
+	})
+	installed := pkgA + " installed 1.0\n" + pkgC + " installed 1.0\n" + pkgSvc + " installed 1.0"
+	wait.Until(t, 30*time.Second, func() bool { return status(t, h, benchPkgs...) == installed }, func() string {
+		return "not installed: " + status(t, h, benchPkgs...)
+	})
+	// PackageKit's UpdatesChanged comes a little after the transaction:
+	// give it the time, then let the checks it causes run.
+	time.Sleep(time.Second)
+	wait.Until(t, 10*time.Second, func() bool { return !g.busy() }, func() string { return "still checking" })
+	mu.Lock()
+	n, err := checks, lastErr
+	mu.Unlock()
+	if err != nil {
+		t.Fatalf("a check failed: %v", err)
+	}
+	if n < 2 {
+		t.Errorf("%d checks: want the first and at least one for the installation's own events", n)
+	}
+	if got, want := o.transactions(t), []packagekit.Role{roleResolve, roleResolve, roleInstall}; !reflect.DeepEqual(got, want) {
+		t.Errorf("transactions (roles) %v over %d checks, want %v", got, n, want)
+	}
+
+	// Removed by hand: the database is not as the installation left it.
+	o.reset(t)
+	run(t, h, "dpkg", "--remove", pkgC)
+	wait.Until(t, 30*time.Second, func() bool { return status(t, h, benchPkgs...) == installed }, func() string {
+		return "not reinstalled: " + status(t, h, benchPkgs...)
+	})
+	wait.Until(t, 10*time.Second, func() bool { return !g.busy() }, func() string { return "still checking" })
+	if got := o.transactions(t); len(got) < 2 || got[0] != roleResolve || !slices.Contains(got, roleInstall) {
+		t.Errorf("after dpkg --remove: transactions %v, want a Resolve, then an InstallPackages", got)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
 	if lastErr != nil {
 		t.Errorf("a check failed: %v", lastErr)
 	}

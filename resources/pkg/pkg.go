@@ -53,6 +53,14 @@ type Pkg struct {
 	watching atomic.Bool   // Watch's subscriptions are in place
 	gen      atomic.Uint64 // bumped by every event Watch sees
 	clean    atomic.Uint64 // gen+1 as it was before the last check that found nothing to do; 0: unknown
+	// Events the resource's own transactions cannot have caused (another
+	// client's transaction ending, RepoListChanged, apt's lists changing).
+	foreign atomic.Uint64
+	// What the last apply left, when every change it asked for was made
+	// and the package database changed only while its own transactions
+	// ran: a later check finds it in place while the database is as that
+	// apply left it and no foreign event came since (see settled).
+	applied atomic.Pointer[appliedState]
 }
 
 // SetName makes the resource's name the package's name.
