@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -55,13 +56,14 @@ type Watcher struct {
 // dirWatch is one inotify watch on a directory, shared by the subscriptions
 // that need it.
 type dirWatch struct {
+	path  string // the directory, one string that the subscriptions holding it share
 	refs  int
 	armed bool // the kernel holds a watch for it (false once the directory went away)
 }
 
 // node lists the subscriptions concerned by events that name one path.
 type node struct { // a nil set is empty
-	exact map[*sub]struct{} // subscriptions to this very path
+	exact []*sub            // subscriptions to this very path (most paths have one: a slice is a fifth of a map's memory)
 	above map[*sub]struct{} // subscriptions to a path below it (it is their ancestor)
 	tree  map[*sub]struct{} // tree subscriptions rooted here
 }
@@ -73,7 +75,6 @@ type sub struct {
 	path string
 	tree bool
 	fn   func()
-	keys []string // keys of w.interest holding this sub
 	dirs []string // directories whose watch this sub holds a reference on
 	sig  string   // stat signature, while polling
 }
@@ -165,15 +166,15 @@ func (w *Watcher) subscribe(path string, tree bool, fn func()) (func(), error) {
 	if w.closed {
 		return nil, ErrClosed
 	}
-	w.interestLocked(s, s.path, func(n *node) *map[*sub]struct{} {
-		if tree {
-			return &n.tree
-		}
-		return &n.exact
-	})
+	if n := w.nodeLocked(s.path); tree {
+		n.tree = addSub(n.tree, s)
+	} else {
+		n.exact = append(n.exact, s)
+	}
 	for d := s.path; d != "/"; {
 		d = filepath.Dir(d)
-		w.interestLocked(s, d, func(n *node) *map[*sub]struct{} { return &n.above })
+		n := w.nodeLocked(d)
+		n.above = addSub(n.above, s)
 	}
 	if tree {
 		w.trees++
@@ -183,18 +184,42 @@ func (w *Watcher) subscribe(path string, tree bool, fn func()) (func(), error) {
 	return func() { once.Do(func() { w.unsubscribe(s) }) }, nil
 }
 
-func (w *Watcher) interestLocked(s *sub, key string, set func(*node) *map[*sub]struct{}) {
-	n := w.interest[key]
+// nodeLocked is the interest in path, made if there was none.
+func (w *Watcher) nodeLocked(path string) *node {
+	n := w.interest[path]
 	if n == nil {
 		n = &node{}
-		w.interest[key] = n
+		w.interest[path] = n
 	}
-	m := set(n)
-	if *m == nil {
-		*m = make(map[*sub]struct{}, 1) // most paths have one subscriber of one sort: the others stay nil
+	return n
+}
+
+func addSub(m map[*sub]struct{}, s *sub) map[*sub]struct{} {
+	if m == nil {
+		m = make(map[*sub]struct{}, 1) // most paths have one subscriber of one sort: the others stay nil
 	}
-	(*m)[s] = struct{}{}
-	s.keys = append(s.keys, key)
+	m[s] = struct{}{}
+	return m
+}
+
+// dropLocked removes s from the interest in path (its own, or one of its
+// ancestors'), and the interest once nothing is left of it.
+func (w *Watcher) dropLocked(path string, s *sub) {
+	n := w.interest[path]
+	if n == nil {
+		return
+	}
+	if i := slices.Index(n.exact, s); i >= 0 {
+		n.exact = slices.Delete(n.exact, i, i+1)
+		if len(n.exact) == 0 {
+			n.exact = nil
+		}
+	}
+	delete(n.above, s)
+	delete(n.tree, s)
+	if n.empty() {
+		delete(w.interest, path)
+	}
 }
 
 func (w *Watcher) unsubscribe(s *sub) {
@@ -203,14 +228,12 @@ func (w *Watcher) unsubscribe(s *sub) {
 	if w.closed {
 		return
 	}
-	for _, key := range s.keys {
-		n := w.interest[key]
-		delete(n.exact, s)
-		delete(n.above, s)
-		delete(n.tree, s)
-		if n.empty() {
-			delete(w.interest, key)
-		}
+	// The paths subscribe gave s an interest in: its own and every
+	// ancestor's, worked out again rather than kept with each sub.
+	w.dropLocked(s.path, s)
+	for d := s.path; d != "/"; {
+		d = filepath.Dir(d)
+		w.dropLocked(d, s)
 	}
 	if s.tree {
 		w.trees--
@@ -258,7 +281,7 @@ func (w *Watcher) armLocked(s *sub) {
 			reached = false
 			break
 		}
-		held = append(held, d)
+		held = append(held, w.dirs[d].path)
 	}
 	if s.tree && reached && !failed {
 		_ = filepath.WalkDir(s.path, func(p string, de fs.DirEntry, err error) error {
@@ -275,7 +298,7 @@ func (w *Watcher) armLocked(s *sub) {
 				return fs.SkipAll
 			}
 			if ok {
-				held = append(held, p)
+				held = append(held, w.dirs[p].path)
 			}
 			return nil
 		})
@@ -313,7 +336,7 @@ func (w *Watcher) ensureLocked(d string) (ok bool, err error) {
 		return false, err
 	}
 	if dw == nil {
-		dw = &dirWatch{}
+		dw = &dirWatch{path: d}
 		w.dirs[d] = dw
 	}
 	dw.armed = true
@@ -411,9 +434,7 @@ func (w *Watcher) event(ev fsnotify.Event) []func() {
 	}
 	var fire, rearm []*sub
 	if n := w.interest[name]; n != nil {
-		for s := range n.exact {
-			fire = append(fire, s)
-		}
+		fire = append(fire, n.exact...)
 		if ev.Op&structural != 0 {
 			for s := range n.above {
 				fire = append(fire, s)
@@ -481,7 +502,7 @@ func (w *Watcher) failure(err error) []func() {
 	}
 	subs := map[*sub]struct{}{}
 	for _, n := range w.interest {
-		for s := range n.exact {
+		for _, s := range n.exact {
 			subs[s] = struct{}{}
 		}
 		for s := range n.tree {
