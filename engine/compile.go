@@ -351,7 +351,9 @@ func (g *Graph) group(members []*Vertex, log *slog.Logger) error {
 	}
 	sort.Strings(ids)
 	gv.id = strings.Join(ids, "+")
-	if err := g.g.Contract(pvs, gv); err != nil {
+	// groupPass picked members of which none reaches another: contracting
+	// them makes no cycle (and Compile checks the whole graph after).
+	if err := g.g.ContractAntichain(pvs, gv); err != nil {
 		return fmt.Errorf("group %s: %w", gv, err)
 	}
 	log.Info("grouped", "res", gv.String(), "count", len(members))

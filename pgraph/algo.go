@@ -264,23 +264,55 @@ func (g *Graph) Reachable(from, to Vertex) bool {
 // cycle, not only through into), Contract returns a wrapped *CycleError and
 // leaves the graph unchanged.
 func (g *Graph) Contract(members []Vertex, into Vertex) error {
+	merge, err := g.mergeSet(members, into)
+	if err != nil {
+		return err
+	}
+	if _, err := g.view(merge, into).sort(); err != nil {
+		return fmt.Errorf("contract into %s: %w", into, err)
+	}
+	g.contract(merge, into)
+	return nil
+}
+
+// ContractAntichain is Contract without its cycle check, for members of
+// which none reaches another (no path joins two of them, in either
+// direction) in an acyclic graph: contracting them then makes no cycle,
+// and the check, a walk of the whole graph, is left out. A caller that
+// makes many groups (the engine's file grouping: one per directory) would
+// otherwise pay O(V+E) for each; with 10,000 files in 100 directories the
+// checks allocated 42 of the 77 MB a compile allocated. Whether members
+// are an antichain is the caller's to know: nothing here verifies it.
+func (g *Graph) ContractAntichain(members []Vertex, into Vertex) error {
+	merge, err := g.mergeSet(members, into)
+	if err != nil {
+		return err
+	}
+	g.contract(merge, into)
+	return nil
+}
+
+// mergeSet is the nodes of members and of into, if it is in the graph.
+func (g *Graph) mergeSet(members []Vertex, into Vertex) (map[*node]bool, error) {
 	if len(members) == 0 {
-		return fmt.Errorf("contract into %s: no members", into)
+		return nil, fmt.Errorf("contract into %s: no members", into)
 	}
 	merge := make(map[*node]bool, len(members)+1)
 	for _, m := range members {
 		n := g.nodes[m]
 		if n == nil {
-			return fmt.Errorf("contract into %s: member %s: %w", into, m, ErrNoVertex)
+			return nil, fmt.Errorf("contract into %s: member %s: %w", into, m, ErrNoVertex)
 		}
 		merge[n] = true
 	}
 	if n := g.nodes[into]; n != nil {
 		merge[n] = true
 	}
-	if _, err := g.view(merge, into).sort(); err != nil {
-		return fmt.Errorf("contract into %s: %w", into, err)
-	}
+	return merge, nil
+}
+
+// contract does the contraction Contract describes, unchecked.
+func (g *Graph) contract(merge map[*node]bool, into Vertex) {
 
 	type redirect struct {
 		from, to *node
@@ -321,10 +353,71 @@ func (g *Graph) Contract(members []Vertex, into Vertex) error {
 		g.DeleteVertex(n.v)
 	}
 	g.DeleteEdge(into, into)
-	for _, m := range moves {
-		g.addEdge(m.from, m.to, m.e)
+	// Many members' edges become one edge (the 10,000 files of a directory:
+	// one edge from the directory to their group). They are merged here
+	// at once, in O(moves), where merging each into the edge as it stood
+	// copied the lists every time: O(members²).
+	type merged struct {
+		redirect
+		many         bool
+		tails, heads union[string]
+		pairs        union[[2]string]
 	}
-	return nil
+	var out []*merged
+	byEnds := make(map[[2]*node]*merged, len(moves))
+	for _, m := range moves {
+		k := [2]*node{m.from, m.to}
+		p := byEnds[k]
+		if p == nil {
+			p = &merged{redirect: m}
+			byEnds[k] = p
+			out = append(out, p)
+			continue
+		}
+		if !p.many {
+			p.many = true
+			p.tails.add(p.e.Tails)
+			p.heads.add(p.e.Heads)
+			p.pairs.add(p.e.Pairs)
+		}
+		p.e.Notify = p.e.Notify || m.e.Notify
+		p.tails.add(m.e.Tails)
+		p.heads.add(m.e.Heads)
+		p.pairs.add(m.e.Pairs)
+	}
+	for _, p := range out {
+		if p.many {
+			p.e.Tails, p.e.Heads, p.e.Pairs = p.tails.out, p.heads.out, p.pairs.out
+		}
+		g.addEdge(p.from, p.to, p.e)
+	}
+}
+
+// union is unionTails over many lists, in O(their total length): empty
+// (the whole vertex) wins, else the union in order of first appearance.
+type union[T comparable] struct {
+	whole bool
+	out   []T
+	seen  map[T]bool
+}
+
+func (u *union[T]) add(l []T) {
+	if u.whole {
+		return
+	}
+	if len(l) == 0 {
+		u.whole, u.out, u.seen = true, nil, nil
+		return
+	}
+	if u.seen == nil {
+		u.seen = make(map[T]bool, len(l))
+	}
+	for _, t := range l {
+		if !u.seen[t] {
+			u.seen[t] = true
+			u.out = append(u.out, t)
+		}
+	}
 }
 
 // pairs returns e's Pairs, or, for an edge that has just got both Tails

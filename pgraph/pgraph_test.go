@@ -670,3 +670,63 @@ func TestContractKeepsPairs(t *testing.T) {
 		}
 	}
 }
+
+// Many members' edges from one parent become one edge to the group, its
+// heads in the members' order, Notify if any was; ContractAntichain does
+// what Contract does for members none of which reaches another.
+func TestContractManyIntoOneEdge(t *testing.T) {
+	for _, antichain := range []bool{false, true} {
+		g := New("many")
+		p, c := &tv{"p"}, &tv{"c"}
+		var members []Vertex
+		var want []string
+		for i := range 5000 {
+			m := &tv{fmt.Sprintf("m%04d", i)}
+			g.AddEdge(p, m, &Edge{Name: m.name, Notify: i == 2500})
+			g.AddEdge(m, c, &Edge{Name: m.name + "-c"})
+			members = append(members, m)
+			want = append(want, m.name)
+		}
+		grp := &tv{"grp"}
+		contract := g.Contract
+		if antichain {
+			contract = g.ContractAntichain
+		}
+		if err := contract(members, grp); err != nil {
+			t.Fatal(err)
+		}
+		in, _ := g.Edge(p, grp)
+		if in == nil || !in.Notify || !reflect.DeepEqual(in.Heads, want) || len(in.Tails) != 0 || len(in.Pairs) != 0 {
+			t.Fatalf("antichain %v: p -> grp = %+v; want notify and heads m0000..m4999 in order", antichain, in)
+		}
+		out, _ := g.Edge(grp, c)
+		if out == nil || out.Notify || !reflect.DeepEqual(out.Tails, want) || len(out.Heads) != 0 {
+			t.Fatalf("antichain %v: grp -> c = %+v; want tails m0000..m4999 in order", antichain, out)
+		}
+		if n := len(g.Vertices()); n != 3 {
+			t.Fatalf("antichain %v: %d vertices left, want p, grp, c", antichain, n)
+		}
+	}
+}
+
+// BenchmarkContractManyMembers contracts 10,000 members that share one
+// parent and one child (the files of a directory, their directory, and a
+// command after them) into one group.
+func BenchmarkContractManyMembers(b *testing.B) {
+	for b.Loop() {
+		b.StopTimer()
+		g := New("many")
+		p, c := &tv{"p"}, &tv{"c"}
+		members := make([]Vertex, 10000)
+		for i := range members {
+			m := &tv{fmt.Sprintf("m%05d", i)}
+			g.AddEdge(p, m, &Edge{Name: "p-" + m.name})
+			g.AddEdge(m, c, &Edge{Name: m.name + "-c"})
+			members[i] = m
+		}
+		b.StartTimer()
+		if err := g.ContractAntichain(members, &tv{"grp"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
