@@ -851,7 +851,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	wasFailed := n.st == stateFailed
 	n.st, n.lastErr, n.retries, n.failedMembers = stateOK, nil, n.v.Meta.Retry, nil
 	if !changed {
-		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = nil, 0, false, 0 // repaired by hand: nothing pending any more
+		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = nil, 0, false, nil // repaired by hand: nothing pending any more
 	}
 	switch {
 	case changed && apply:
@@ -863,7 +863,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	case changed:
 		n.stats.Pending++
 		e.logChanges(n, "would change", changes, dropped, took)
-		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = changes, dropped, true, len(members)
+		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = changes, dropped, true, members
 		for c := range n.notify {
 			// Noop dirties no child, but a refresh it would cause is a
 			// change it would make: say so on the child.

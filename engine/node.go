@@ -69,7 +69,7 @@ type node struct {
 	dropped        int      // changes left out of changes
 	pending        []Change // noop: what the latest check would change
 	pendingDropped int
-	pendingMembers int             // of a group: the members its latest noop check would change
+	pendingMembers map[string]bool // of a group: the members its latest noop check would change, all of them (their changes may be dropped)
 	changedMembers map[string]bool // of a group: the members its checks changed
 	pendingNow     bool            // noop: the latest check found something to change
 	noop           bool            // --noop or meta noop: never applies

@@ -56,7 +56,7 @@ func (n *node) reportLocked() Report {
 	if len(n.v.Grouped) > 0 {
 		r.Members, r.MembersChanged = 1+len(n.v.Grouped), len(n.changedMembers)
 		if n.noop {
-			r.MembersChanged = n.pendingMembers
+			r.MembersChanged = len(n.pendingMembers)
 		}
 	}
 	if n.st == stateFailed && n.lastErr != nil {
@@ -118,7 +118,7 @@ func (n *node) memberReportsLocked(heldBy map[string][]string) []Report {
 			r.Held, r.HeldBy = true, by
 		}
 		if g.Noop {
-			r.Pending = len(r.Properties) > 0
+			r.Pending = n.pendingMembers[ref] || len(r.Properties) > 0
 		} else {
 			r.Changed = n.changedMembers[ref] || len(r.Properties) > 0
 			if r.Changed {

@@ -24,8 +24,8 @@ func (e *Engine) Tally() (changed, pending int) {
 			continue
 		}
 		// A group: as memberReportsLocked, a member changed (or would)
-		// when a kept change names it or, applying, the group's checks
-		// changed it.
+		// when a kept change names it or the group's checks changed it
+		// (or would).
 		props := n.changes
 		if n.noop {
 			props = n.pending
@@ -37,7 +37,7 @@ func (e *Engine) Tally() (changed, pending int) {
 		count := func(m *Vertex) {
 			ref = append(append(append(append(ref[:0], m.Kind...), '['), m.Name...), ']')
 			switch {
-			case n.noop && named[string(ref)]:
+			case n.noop && (named[string(ref)] || n.pendingMembers[string(ref)]):
 				pending++
 			case !n.noop && (named[string(ref)] || n.changedMembers[string(ref)]):
 				changed++

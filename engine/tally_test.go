@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -49,4 +50,35 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// A group of more members than its report keeps changes of: every member
+// that changed (or, in noop, would change) is counted, by the reports and
+// by Tally alike, not only those whose change was kept.
+func TestTallyGroupBeyondKeptChanges(t *testing.T) {
+	const members = MaxChangesKept + 50
+	for _, noop := range []bool{false, true} {
+		var vs []*Vertex
+		for i := range members {
+			n := fmt.Sprintf("f %d/é\"]", i)
+			vs = append(vs, &Vertex{Kind: "m", Name: n, Meta: DefaultMeta(), Res: &memberRes{names: []string{n}}})
+		}
+		e := New(Config{Logger: quietLog(), Noop: noop, ConvergedTimeout: 0})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		if err := e.Run(ctx, compile(t, vs)); err != nil {
+			t.Fatalf("noop %v: run: %v", noop, err)
+		}
+		cancel()
+		assertTally(t, e)
+		var listed int
+		for _, r := range e.Reports() {
+			if noop && r.Pending || !noop && r.Changed {
+				listed++
+			}
+		}
+		c, p := e.Tally()
+		if got := c + p; listed != members || got != members || noop && c != 0 || !noop && p != 0 {
+			t.Errorf("noop %v: %d reports changed or pending, Tally() = %d changed, %d pending; want %d members", noop, listed, c, p, members)
+		}
+	}
 }
