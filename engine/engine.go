@@ -209,19 +209,21 @@ func (e *Engine) quietLocked() bool {
 	if e.busy > 0 || e.gaveUp == 0 {
 		return false // with nothing given up, every vertex not converged has work ahead
 	}
-	settled := make(map[*node]bool, len(e.order))
+	// n.settled, of the vertices before n in this walk (parents first):
+	// a node's field, not a map, as State asks every 200 ms
 	for _, n := range e.order {
+		n.settled = false
 		switch {
 		case n.convergedLocked():
-			settled[n] = true
+			n.settled = true
 		case n.busy || n.retrying:
 			return false
 		case n.gaveUp:
-			settled[n] = true
+			n.settled = true
 		default:
 			blocked := false
 			for _, p := range n.parents {
-				if !p.convergedLocked() && settled[p] && n.waitsOnLocked(p) {
+				if !p.convergedLocked() && p.settled && n.waitsOnLocked(p) {
 					blocked = true
 					break
 				}
@@ -236,7 +238,7 @@ func (e *Engine) quietLocked() bool {
 			if !blocked {
 				return false
 			}
-			settled[n] = true
+			n.settled = true
 		}
 	}
 	return true

@@ -74,6 +74,11 @@ type node struct {
 	pendingNow     bool            // noop: the latest check found something to change
 	noop           bool            // --noop or meta noop: never applies
 	wouldRefreshBy []string        // noop: parents whose changes would refresh this vertex
+	settled        bool            // quietLocked's mark, of its latest walk
+	// heldCountLocked's marks, of its latest walk: all of n is held back
+	// (heldAll), or those members of a group (heldSome)
+	heldAll  bool
+	heldSome map[string]bool
 	// what the engine's counters include; changedLocked keeps them true
 	countedConv, countedGaveUp bool
 }
