@@ -807,6 +807,16 @@ func (e *Engine) process(ctx context.Context, n *node) {
 			}
 			n.keepMembersLocked(members)
 			e.dirtyChildrenLocked(n)
+		} else if changed && len(applied) > 0 {
+			// noop: what the check found of the others stands as what
+			// it would change
+			for _, m := range memberErrors(err) {
+				delete(members, m.Res)
+			}
+			n.stats.Pending++
+			e.logChanges(n, "would change", applied, 0, took)
+			n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = applied, 0, true, members
+			n.wouldRefreshLocked()
 		}
 		n.st, n.lastErr, n.notWatched = stateFailed, err, true
 		n.failedMembers = nil
@@ -866,14 +876,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		n.stats.Pending++
 		e.logChanges(n, "would change", changes, dropped, took)
 		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = changes, dropped, true, members
-		for c := range n.notify {
-			// Noop dirties no child, but a refresh it would cause is a
-			// change it would make: say so on the child.
-			if !slices.Contains(c.wouldRefreshBy, n.v.String()) {
-				c.wouldRefreshBy = append(c.wouldRefreshBy, n.v.String())
-				c.log.Info("would change", "property", "refresh", "why", "notified by "+n.v.String()+", which would change")
-			}
-		}
+		n.wouldRefreshLocked()
 	case wasFailed:
 		n.log.Info("recovered")
 	}
@@ -898,6 +901,18 @@ func (e *Engine) dirtyChildrenLocked(n *node) {
 
 // appliedChanges returns, of the changes a group's failed check reported,
 // those of the members that did not fail: nil when err is not the failure
+// wouldRefreshLocked tells n's children through a notify edge that n
+// would change: noop dirties no child, but a refresh it would cause is a
+// change it would make.
+func (n *node) wouldRefreshLocked() {
+	for c := range n.notify {
+		if !slices.Contains(c.wouldRefreshBy, n.v.String()) {
+			c.wouldRefreshBy = append(c.wouldRefreshBy, n.v.String())
+			c.log.Info("would change", "property", "refresh", "why", "notified by "+n.v.String()+", which would change")
+		}
+	}
+}
+
 // of some members (engine.MemberError).
 func appliedChanges(err error, cs []Change) []Change {
 	ms := memberErrors(err)

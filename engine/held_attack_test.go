@@ -100,7 +100,9 @@ func TestHeldClears(t *testing.T) {
 			e := New(Config{Logger: quietLog(), ConvergedTimeout: -1})
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- e.Run(ctx, graphOf(t, vs, [2]string{"bad", "child"}, [2]string{"child", "grandchild"})) }()
+			go func() {
+				done <- e.Run(ctx, graphOf(t, vs, [2]string{"bad", "child"}, [2]string{"child", "grandchild"}))
+			}()
 			defer func() { cancel(); <-done }()
 			wait.For(t, 10*time.Second, "2 held", func() bool { return e.State().Held == 2 })
 			if how == "retry" {

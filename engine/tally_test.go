@@ -82,3 +82,30 @@ func TestTallyGroupBeyondKeptChanges(t *testing.T) {
 		}
 	}
 }
+
+// In noop, a group whose check fails for one member still says what it
+// would change of the others: they are pending in the reports, and
+// counted, as applying counts the others' changes.
+func TestNoopGroupMemberFailurePending(t *testing.T) {
+	var vs []*Vertex
+	for _, n := range []string{"a", "b", "c"} {
+		vs = append(vs, &Vertex{Kind: "m", Name: n, Meta: DefaultMeta(), Res: &memberRes{names: []string{n}, fail: map[string]bool{"b": true}}})
+	}
+	for _, noop := range []bool{false, true} {
+		e := New(Config{Logger: quietLog(), Noop: noop, ConvergedTimeout: 0})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		if err := e.Run(ctx, compile(t, vs)); err == nil {
+			t.Fatalf("noop %v: run succeeded; want m[b] failed", noop)
+		}
+		cancel()
+		assertTally(t, e)
+		for _, r := range e.Reports() {
+			if want := r.Res != "m[b]"; r.Pending != (want && noop) || r.Changed != (want && !noop) || r.Failed == want {
+				t.Errorf("noop %v: %s changed %v, pending %v, failed %v; want changed (or, in noop, pending) %v", noop, r.Res, r.Changed, r.Pending, r.Failed, want)
+			}
+		}
+		if c, p := e.Tally(); c+p != 2 {
+			t.Errorf("noop %v: Tally() = %d changed, %d pending; want 2", noop, c, p)
+		}
+	}
+}
