@@ -903,10 +903,11 @@ func (e *Engine) dirtyChildrenLocked(n *node) {
 // those of the members that did not fail: nil when err is not the failure
 // wouldRefreshLocked tells n's children through a notify edge that n
 // would change: noop dirties no child, but a refresh it would cause is a
-// change it would make.
+// change it would make. A kind that does not refresh (no Refresher)
+// would not change: applying, its refresh does nothing.
 func (n *node) wouldRefreshLocked() {
 	for c := range n.notify {
-		if !slices.Contains(c.wouldRefreshBy, n.v.String()) {
+		if _, ok := c.v.Res.(Refresher); ok && !slices.Contains(c.wouldRefreshBy, n.v.String()) {
 			c.wouldRefreshBy = append(c.wouldRefreshBy, n.v.String())
 			c.log.Info("would change", "property", "refresh", "why", "notified by "+n.v.String()+", which would change")
 		}

@@ -109,3 +109,32 @@ func TestNoopGroupMemberFailurePending(t *testing.T) {
 		}
 	}
 }
+
+// A notify edge to a kind that does not refresh (a file) changes nothing
+// when applied: in noop, its child would not change either, and the run
+// counts as pending what applying it counts as changed.
+func TestNoopNotifyNonRefresher(t *testing.T) {
+	for _, noop := range []bool{false, true} {
+		p := &fake{check: func(_ context.Context, apply bool) (bool, error) { return true, nil }}
+		plain := &fake{}
+		refresher := refreshFake{&fake{refresh: func(context.Context) (bool, error) { return true, nil }}}
+		d := &Decl{Name: "t", Vertices: []*Vertex{vtx("p", p), vtx("plain", plain), vtx("refresher", refresher)},
+			Edges: []EdgeDecl{{From: Ref{"fake", "p"}, To: Ref{"fake", "plain"}, Notify: true}, {From: Ref{"fake", "p"}, To: Ref{"fake", "refresher"}, Notify: true}}}
+		g, err := Compile(context.Background(), d, quietLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := New(Config{Logger: quietLog(), Noop: noop, ConvergedTimeout: 0})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		if err := e.Run(ctx, g); err != nil {
+			t.Fatalf("noop %v: run: %v", noop, err)
+		}
+		cancel()
+		assertTally(t, e)
+		for _, r := range e.Reports() {
+			if want := r.Res != "fake[plain]"; r.Changed != (want && !noop) || r.Pending != (want && noop) {
+				t.Errorf("noop %v: %s changed %v, pending %v (%+v); want %v", noop, r.Res, r.Changed, r.Pending, r.Properties, want)
+			}
+		}
+	}
+}
