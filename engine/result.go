@@ -105,7 +105,9 @@ func (n *node) memberReportsLocked(heldBy map[string][]string) []Report {
 			Checks: g.Checks, Duration: g.Duration, Removed: g.Removed,
 		}
 		for _, c := range g.Properties {
-			if c.Res == ref {
+			// a change that names no member (the kind did not say whose)
+			// is the first member's, the vertex that acted for the group
+			if c.Res == ref || c.Res == "" && m == n.v {
 				r.Properties = append(r.Properties, c)
 			}
 		}

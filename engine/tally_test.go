@@ -138,3 +138,40 @@ func TestNoopNotifyNonRefresher(t *testing.T) {
 		}
 	}
 }
+
+// anonGroup is a group whose check reports its changes without saying
+// whose (no ForMember), as the pkg kind did.
+type anonGroup struct {
+	noopRes
+}
+
+func (anonGroup) GroupKey() string                { return "k" }
+func (anonGroup) Group(others []Res) (Res, error) { return anonGroup{}, nil }
+func (anonGroup) CheckApply(ctx context.Context, apply bool) (bool, error) {
+	Changed(ctx, Change{Property: "package x", From: "absent", To: "1.0"})
+	return true, nil
+}
+
+// A group's change that names no member is listed, and counted, on its
+// first member's report (the vertex that acted for the group), not lost.
+func TestGroupChangeNamingNoMember(t *testing.T) {
+	for _, noop := range []bool{false, true} {
+		e := New(Config{Logger: quietLog(), Noop: noop, ConvergedTimeout: 0})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		if err := e.Run(ctx, compile(t, []*Vertex{named("g", "a", anonGroup{}), named("g", "b", anonGroup{})})); err != nil {
+			t.Fatalf("noop %v: run: %v", noop, err)
+		}
+		cancel()
+		assertTally(t, e)
+		var listed int
+		for _, r := range e.Reports() {
+			listed += len(r.Properties)
+			if r.Group == "" {
+				t.Errorf("noop %v: %s not grouped", noop, r.Res)
+			}
+		}
+		if c, p := e.Tally(); listed != 1 || c+p != 1 {
+			t.Errorf("noop %v: %d changes listed, Tally() = %d changed, %d pending; want 1 of the group", noop, listed, c, p)
+		}
+	}
+}
