@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"math/rand/v2"
 	"strconv"
 	"testing"
 	"time"
@@ -120,5 +121,63 @@ func TestHeldClears(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Random graphs of plain vertices and members of a group that holds back
+// members (holderRes), some failing: the engine's state counts as held
+// what the reports hold, whatever the shape.
+func TestHeldCountMatchesReportsRandom(t *testing.T) {
+	for seed := range 40 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		var vs []*Vertex
+		var refs []Ref
+		fail := map[string]bool{}
+		for i := range 25 {
+			name := strconv.Itoa(i)
+			switch {
+			case rng.IntN(3) == 0:
+				if rng.IntN(6) == 0 {
+					fail[name] = true
+				}
+				vs = append(vs, named("m", name, &holderRes{memberRes{names: []string{name}, fail: fail}}))
+				refs = append(refs, Ref{"m", name})
+			case rng.IntN(5) == 0:
+				vs = append(vs, named("x", name, failing()))
+				refs = append(refs, Ref{"x", name})
+			default:
+				vs = append(vs, named("x", name, &fake{}))
+				refs = append(refs, Ref{"x", name})
+			}
+		}
+		var edges []EdgeDecl
+		for j := range refs {
+			for i := range j {
+				if rng.IntN(8) == 0 && !(refs[i].Kind == "m" && refs[j].Kind == "m") {
+					edges = append(edges, EdgeDecl{From: refs[i], To: refs[j]})
+				}
+			}
+		}
+		g, err := Compile(context.Background(), &Decl{Name: "t", Vertices: vs, Edges: edges}, quietLog())
+		if err != nil {
+			continue // a cycle through the group
+		}
+		e := New(Config{Logger: quietLog(), ConvergedTimeout: 0})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		e.Run(ctx, g)
+		if ctx.Err() != nil {
+			t.Fatalf("seed %d: the run did not end", seed)
+		}
+		cancel()
+		var held int
+		for _, r := range e.Reports() {
+			if r.Held {
+				held++
+			}
+		}
+		if s := e.State(); s.Held != held {
+			t.Errorf("seed %d: State().Held = %d, the reports hold %d", seed, s.Held, held)
+		}
+		assertTally(t, e)
 	}
 }
