@@ -209,19 +209,21 @@ func (e *Engine) quietLocked() bool {
 	if e.busy > 0 || e.gaveUp == 0 {
 		return false // with nothing given up, every vertex not converged has work ahead
 	}
-	settled := make(map[*node]bool, len(e.order))
+	// n.settled, of the vertices before n in this walk (parents first):
+	// a node's field, not a map, as State asks every 200 ms
 	for _, n := range e.order {
+		n.settled = false
 		switch {
 		case n.convergedLocked():
-			settled[n] = true
+			n.settled = true
 		case n.busy || n.retrying:
 			return false
 		case n.gaveUp:
-			settled[n] = true
+			n.settled = true
 		default:
 			blocked := false
 			for _, p := range n.parents {
-				if !p.convergedLocked() && settled[p] && n.waitsOnLocked(p) {
+				if !p.convergedLocked() && p.settled && n.waitsOnLocked(p) {
 					blocked = true
 					break
 				}
@@ -236,7 +238,7 @@ func (e *Engine) quietLocked() bool {
 			if !blocked {
 				return false
 			}
-			settled[n] = true
+			n.settled = true
 		}
 	}
 	return true
@@ -805,6 +807,16 @@ func (e *Engine) process(ctx context.Context, n *node) {
 			}
 			n.keepMembersLocked(members)
 			e.dirtyChildrenLocked(n)
+		} else if changed && len(applied) > 0 {
+			// noop: what the check found of the others stands as what
+			// it would change
+			for _, m := range memberErrors(err) {
+				delete(members, m.Res)
+			}
+			n.stats.Pending++
+			e.logChanges(n, "would change", applied, 0, took)
+			n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = applied, 0, true, members
+			n.wouldRefreshLocked()
 		}
 		n.st, n.lastErr, n.notWatched = stateFailed, err, true
 		n.failedMembers = nil
@@ -851,7 +863,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	wasFailed := n.st == stateFailed
 	n.st, n.lastErr, n.retries, n.failedMembers = stateOK, nil, n.v.Meta.Retry, nil
 	if !changed {
-		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = nil, 0, false, 0 // repaired by hand: nothing pending any more
+		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = nil, 0, false, nil // repaired by hand: nothing pending any more
 	}
 	switch {
 	case changed && apply:
@@ -863,15 +875,8 @@ func (e *Engine) process(ctx context.Context, n *node) {
 	case changed:
 		n.stats.Pending++
 		e.logChanges(n, "would change", changes, dropped, took)
-		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = changes, dropped, true, len(members)
-		for c := range n.notify {
-			// Noop dirties no child, but a refresh it would cause is a
-			// change it would make: say so on the child.
-			if !slices.Contains(c.wouldRefreshBy, n.v.String()) {
-				c.wouldRefreshBy = append(c.wouldRefreshBy, n.v.String())
-				c.log.Info("would change", "property", "refresh", "why", "notified by "+n.v.String()+", which would change")
-			}
-		}
+		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = changes, dropped, true, members
+		n.wouldRefreshLocked()
 	case wasFailed:
 		n.log.Info("recovered")
 	}
@@ -896,6 +901,19 @@ func (e *Engine) dirtyChildrenLocked(n *node) {
 
 // appliedChanges returns, of the changes a group's failed check reported,
 // those of the members that did not fail: nil when err is not the failure
+// wouldRefreshLocked tells n's children through a notify edge that n
+// would change: noop dirties no child, but a refresh it would cause is a
+// change it would make. A kind that does not refresh (no Refresher)
+// would not change: applying, its refresh does nothing.
+func (n *node) wouldRefreshLocked() {
+	for c := range n.notify {
+		if _, ok := c.v.Res.(Refresher); ok && !slices.Contains(c.wouldRefreshBy, n.v.String()) {
+			c.wouldRefreshBy = append(c.wouldRefreshBy, n.v.String())
+			c.log.Info("would change", "property", "refresh", "why", "notified by "+n.v.String()+", which would change")
+		}
+	}
+}
+
 // of some members (engine.MemberError).
 func appliedChanges(err error, cs []Change) []Change {
 	ms := memberErrors(err)

@@ -69,11 +69,16 @@ type node struct {
 	dropped        int      // changes left out of changes
 	pending        []Change // noop: what the latest check would change
 	pendingDropped int
-	pendingMembers int             // of a group: the members its latest noop check would change
+	pendingMembers map[string]bool // of a group: the members its latest noop check would change, all of them (their changes may be dropped)
 	changedMembers map[string]bool // of a group: the members its checks changed
 	pendingNow     bool            // noop: the latest check found something to change
 	noop           bool            // --noop or meta noop: never applies
 	wouldRefreshBy []string        // noop: parents whose changes would refresh this vertex
+	settled        bool            // quietLocked's mark, of its latest walk
+	// heldCountLocked's marks, of its latest walk: all of n is held back
+	// (heldAll), or those members of a group (heldSome)
+	heldAll  bool
+	heldSome map[string]bool
 	// what the engine's counters include; changedLocked keeps them true
 	countedConv, countedGaveUp bool
 }

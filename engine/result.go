@@ -56,7 +56,7 @@ func (n *node) reportLocked() Report {
 	if len(n.v.Grouped) > 0 {
 		r.Members, r.MembersChanged = 1+len(n.v.Grouped), len(n.changedMembers)
 		if n.noop {
-			r.MembersChanged = n.pendingMembers
+			r.MembersChanged = len(n.pendingMembers)
 		}
 	}
 	if n.st == stateFailed && n.lastErr != nil {
@@ -105,7 +105,9 @@ func (n *node) memberReportsLocked(heldBy map[string][]string) []Report {
 			Checks: g.Checks, Duration: g.Duration, Removed: g.Removed,
 		}
 		for _, c := range g.Properties {
-			if c.Res == ref {
+			// a change that names no member (the kind did not say whose)
+			// is the first member's, the vertex that acted for the group
+			if c.Res == ref || c.Res == "" && m == n.v {
 				r.Properties = append(r.Properties, c)
 			}
 		}
@@ -118,7 +120,7 @@ func (n *node) memberReportsLocked(heldBy map[string][]string) []Report {
 			r.Held, r.HeldBy = true, by
 		}
 		if g.Noop {
-			r.Pending = len(r.Properties) > 0
+			r.Pending = n.pendingMembers[ref] || len(r.Properties) > 0
 		} else {
 			r.Changed = n.changedMembers[ref] || len(r.Properties) > 0
 			if r.Changed {
@@ -303,4 +305,110 @@ func (n *node) failedBehindLocked(tails []string, known map[*node]map[string][]s
 		}
 	}
 	return out
+}
+
+// heldCountLocked counts the resources heldByLocked finds held back,
+// without naming what holds them: State, which a host's status asks for
+// every 200 ms, needs only the count, and naming them took 230 ms and
+// 109 MB for 100,000 vertices held by one failed root.
+func (e *Engine) heldCountLocked() int {
+	count := 0
+	for _, n := range e.order { // topological: parents first, marked before n
+		n.heldAll, n.heldSome = false, nil
+		count += n.markHeldLocked()
+	}
+	return count
+}
+
+// markHeldLocked marks, as heldByLocked would find them, the resources of
+// n held back (n.heldAll, n.heldSome), from its parents' marks, and
+// returns how many they are.
+func (n *node) markHeldLocked() int {
+	var some map[string]bool // the candidates among a group's members; nil: all of n
+	switch {
+	case n.busy:
+		return 0
+	case n.held != nil: // as heldCandidatesLocked
+		some = n.held
+	case n.st == stateFailed, n.st == stateOK && !n.dirty && !n.refresh:
+		return 0
+	}
+	cand := func(m string) bool { return some == nil || some[m] && !n.memberFailedLocked(m) }
+	_, holder := n.v.Res.(MemberHolder)
+	whole := len(n.v.Grouped) == 0 || !holder // held back at all: held back whole
+	mark := func(m string) {
+		if n.heldSome == nil {
+			n.heldSome = map[string]bool{}
+		}
+		n.heldSome[m] = true
+	}
+	for _, p := range n.parents {
+		if !n.waitsOnLocked(p) {
+			continue
+		}
+		heads := n.waitingHeadsLocked(p)
+		if len(heads) == 0 {
+			if !p.behindLocked(n.tails[p]) {
+				continue
+			}
+			if whole && some == nil {
+				n.heldAll = true
+				return 1 + len(n.v.Grouped)
+			}
+			for _, m := range n.refs() {
+				if cand(m) {
+					mark(m)
+				}
+			}
+			continue
+		}
+		var tailsOf map[string][]string // head → the members of p it depends on
+		for _, pr := range n.pairs[p] {
+			if tailsOf == nil {
+				tailsOf = map[string][]string{}
+			}
+			tailsOf[pr[1]] = append(tailsOf[pr[1]], pr[0])
+		}
+		for _, h := range heads {
+			if !cand(h) || n.heldSome[h] {
+				continue
+			}
+			tails := tailsOf[h]
+			if len(tails) == 0 {
+				tails = n.tails[p]
+			}
+			if p.behindLocked(tails) {
+				mark(h)
+			}
+		}
+	}
+	switch {
+	case len(n.heldSome) == 0:
+		return 0
+	case whole && some == nil:
+		n.heldAll, n.heldSome = true, nil
+		return 1 + len(n.v.Grouped)
+	case whole:
+		for m := range some {
+			if cand(m) {
+				mark(m)
+			}
+		}
+	}
+	return len(n.heldSome)
+}
+
+// behindLocked tells whether what depends on tails, members of n (none:
+// all of n), is held back by a failed resource: one of them failed, or is
+// held back (markHeldLocked's marks), as failedBehindLocked finds some.
+func (n *node) behindLocked(tails []string) bool {
+	if len(tails) == 0 {
+		return n.st == stateFailed && n.lastErr != nil || n.heldAll || len(n.heldSome) > 0
+	}
+	for _, t := range tails {
+		if n.memberFailedLocked(t) || n.heldAll || n.heldSome[t] {
+			return true
+		}
+	}
+	return false
 }

@@ -33,9 +33,7 @@ func (e *Engine) State() State {
 		}
 	}
 	if len(s.Failures) > 0 { // else nothing is held
-		for _, by := range e.heldByLocked() {
-			s.Held += len(by)
-		}
+		s.Held = e.heldCountLocked()
 	}
 	sort.Slice(s.Failures, func(i, j int) bool { return s.Failures[i].Res < s.Failures[j].Res })
 	return s

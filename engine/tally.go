@@ -24,8 +24,8 @@ func (e *Engine) Tally() (changed, pending int) {
 			continue
 		}
 		// A group: as memberReportsLocked, a member changed (or would)
-		// when a kept change names it or, applying, the group's checks
-		// changed it.
+		// when a kept change names it or the group's checks changed it
+		// (or would).
 		props := n.changes
 		if n.noop {
 			props = n.pending
@@ -36,10 +36,11 @@ func (e *Engine) Tally() (changed, pending int) {
 		}
 		count := func(m *Vertex) {
 			ref = append(append(append(append(ref[:0], m.Kind...), '['), m.Name...), ']')
+			own := named[string(ref)] || m == n.v && named[""] // a change naming no member is the first's
 			switch {
-			case n.noop && named[string(ref)]:
+			case n.noop && (own || n.pendingMembers[string(ref)]):
 				pending++
-			case !n.noop && (named[string(ref)] || n.changedMembers[string(ref)]):
+			case !n.noop && (own || n.changedMembers[string(ref)]):
 				changed++
 			}
 		}

@@ -210,7 +210,10 @@ func (p *plan) onlyMissing() bool {
 
 // report reports each package the plan would change: its name, the
 // version installed (or "absent") and the one PackageKit would install
-// (or "absent"), and what that is.
+// (or "absent"), and what that is. Each change names its member
+// (engine.ForMember): the report of a group lists a member by its own
+// name, with its changes, and a change that names none is nobody's (the
+// run counted a group that installed packages as changing nothing).
 func (p *plan) report(ctx context.Context) {
 	for _, s := range []struct {
 		why string
@@ -227,7 +230,7 @@ func (p *plan) report(ctx context.Context) {
 			if c.To == "" {
 				c.To = "absent"
 			}
-			engine.Changed(ctx, c)
+			engine.Changed(engine.ForMember(ctx, "pkg["+t.p.name+"]"), c)
 		}
 	}
 }

@@ -197,6 +197,9 @@ func TestMakePlan(t *testing.T) {
 	var got []string
 	for _, c := range rec.cs {
 		got = append(got, fmt.Sprintf("%s: %s -> %s (%s)", c.Property, c.From, c.To, c.Why))
+		if want := "pkg[" + strings.TrimPrefix(c.Property, "package ") + "]"; c.Res != want {
+			t.Errorf("%s: change of member %q, want %q", c.Property, c.Res, want)
+		}
 	}
 	want := []string{
 		"package have: 1.0 -> absent (remove)",
