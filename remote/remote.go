@@ -134,11 +134,12 @@ func Run(ctx context.Context, t Target, auth *Auth, job Job) (res Result) {
 		return fail(StageConnect, err)
 	}
 	defer c.Close()
-	s := &session{t: t, job: job, c: c, log: log}
+	s := &session{t: t, job: job, c: c, log: log, gone: make(chan struct{})}
+	go func() { c.Wait(); close(s.gone) }()
 	kctx, stopKeep := context.WithCancel(context.Background())
 	kdone := make(chan struct{})
 	go func() { defer close(kdone); s.keepAlive(kctx) }()
-	defer func() { stopKeep(); c.Close(); <-kdone }()
+	defer func() { stopKeep(); c.Close(); <-kdone; <-s.gone }()
 
 	defer func() { res.Left = s.cleanup() }()
 	if err := s.copy(ctx); err != nil {
@@ -225,8 +226,50 @@ type session struct {
 	dir    string // the private directory; "" until made
 	bin    string // the binary to run
 	copied bool
-	mu     sync.Mutex // guards lost
-	lost   error      // why the keepalive cut the connection
+	gone   chan struct{} // closed once the connection has ended
+	mu     sync.Mutex    // guards lost
+	lost   error         // why the keepalive cut the connection
+}
+
+// errEnded is an operation refused because the connection has ended.
+var errEnded = errors.New("the connection has ended")
+
+// newSession opens a session channel; it gives up when ctx ends or the
+// connection does. x/crypto/ssh drops the channels of an ended connection
+// before it refuses new ones, and a channel opened between the two is
+// never answered (golang/go#26643 has the same wait): that is what a
+// cleanup right after a host died during its run met, and it waited for
+// good, keepalives or not. Such a NewSession is left behind, the one
+// goroutine Run does not join; it closes what it opens if it ever returns.
+func (s *session) newSession(ctx context.Context) (*ssh.Session, error) {
+	type opened struct {
+		ss  *ssh.Session
+		err error
+	}
+	ch := make(chan opened, 1)
+	taken := make(chan struct{})
+	go func() {
+		ss, err := s.c.NewSession()
+		select {
+		case ch <- opened{ss, err}:
+		case <-taken:
+			if ss != nil {
+				ss.Close()
+			}
+		}
+	}()
+	select {
+	case o := <-ch:
+		return o.ss, o.err
+	case <-s.gone:
+	case <-ctx.Done():
+	}
+	close(taken)
+	// It may have opened meanwhile: that one is closed by the goroutine.
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return nil, errEnded
 }
 
 // keepAlive closes the connection when the host stops answering, so that
@@ -284,7 +327,7 @@ func (s *session) why(err error) error {
 // copy makes the private directory and puts the binary and the bundle in it.
 func (s *session) copy(ctx context.Context) error {
 	var err error
-	if s.sftp, err = sftp.NewClient(s.c, sftp.UseConcurrentWrites(true)); err != nil {
+	if s.sftp, err = s.newSFTP(ctx); err != nil {
 		return s.why(fmt.Errorf("sftp: %w", err))
 	}
 	// Ctrl-C ends the transfer, not the connection: cleanup needs it.
@@ -316,6 +359,34 @@ func (s *session) copy(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return nil
+}
+
+// newSFTP starts the sftp subsystem on a session of its own.
+func (s *session) newSFTP(ctx context.Context) (*sftp.Client, error) {
+	ss, err := s.newSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w, err := ss.StdinPipe()
+	if err != nil {
+		ss.Close()
+		return nil, err
+	}
+	r, err := ss.StdoutPipe()
+	if err != nil {
+		ss.Close()
+		return nil, err
+	}
+	if err := ss.RequestSubsystem("sftp"); err != nil {
+		ss.Close()
+		return nil, err
+	}
+	c, err := sftp.NewClientPipe(r, w, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		ss.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // putBinary copies the binary, unless the cache (~/.cache/mgmt-remote,
@@ -389,7 +460,7 @@ func (s *session) put(dst string, r io.Reader, mode os.FileMode) error {
 
 // output runs a short command and returns its standard output.
 func (s *session) output(ctx context.Context, cmd string) (string, error) {
-	ss, err := s.c.NewSession()
+	ss, err := s.newSession(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -411,7 +482,7 @@ func (s *session) sudo() string {
 // process watches its standard input, which ends with the session: it
 // stops its run when the controller goes away (see cmd/mgmt remote-run).
 func (s *session) run(ctx context.Context) error {
-	ss, err := s.c.NewSession()
+	ss, err := s.newSession(ctx)
 	if err != nil {
 		return s.why(fmt.Errorf("session: %w", err))
 	}

@@ -1,0 +1,169 @@
+package remote
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// dyingServer is an in-process SSH server with SFTP whose host dies (its
+// TCP connection is closed under the session) as soon as `mgmt
+// remote-run` is started: the moment a host is killed during its run.
+type dyingServer struct {
+	t    *testing.T
+	l    net.Listener
+	cfg  *ssh.ServerConfig
+	wg   sync.WaitGroup
+	home string
+}
+
+func newDyingServer(t *testing.T) *dyingServer {
+	_, hk, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(hk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) { return nil, nil }}
+	cfg.AddHostKey(signer)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &dyingServer{t: t, l: l, cfg: cfg, home: t.TempDir()}
+	s.wg.Go(s.serve)
+	t.Cleanup(func() { l.Close(); s.wg.Wait() })
+	return s
+}
+
+func (s *dyingServer) serve() {
+	for {
+		c, err := s.l.Accept()
+		if err != nil {
+			return
+		}
+		s.wg.Go(func() { s.conn(c) })
+	}
+}
+
+func (s *dyingServer) conn(c net.Conn) {
+	defer c.Close()
+	sc, chans, reqs, err := ssh.NewServerConn(c, s.cfg)
+	if err != nil {
+		return
+	}
+	defer sc.Close()
+	s.wg.Go(func() { ssh.DiscardRequests(reqs) })
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for nc := range chans {
+		if nc.ChannelType() != "session" {
+			nc.Reject(ssh.UnknownChannelType, "no")
+			continue
+		}
+		ch, creqs, err := nc.Accept()
+		if err != nil {
+			return
+		}
+		wg.Go(func() {
+			defer ch.Close()
+			for r := range creqs {
+				var p struct{ S string }
+				ssh.Unmarshal(r.Payload, &p)
+				switch {
+				case r.Type == "subsystem" && p.S == "sftp":
+					r.Reply(true, nil)
+					srv, err := sftp.NewServer(ch, sftp.WithServerWorkingDirectory(s.home))
+					if err == nil {
+						srv.Serve()
+					}
+					return
+				case r.Type == "exec" && strings.Contains(p.S, "remote-run"):
+					r.Reply(true, nil)
+					c.Close() // the host is gone
+					return
+				case r.Type == "exec":
+					r.Reply(true, nil)
+					ch.SendRequest("exit-status", false, ssh.Marshal(struct{ N uint32 }{1}))
+					return
+				default:
+					r.Reply(false, nil)
+				}
+			}
+		})
+	}
+}
+
+// TestRunHostDiesDuringRun: a host whose connection drops while its run is
+// under way fails as "run failed", and Run returns: the cleanup that
+// follows never waits on the dead connection. It once could, for good:
+// x/crypto/ssh drops the channels of a connection that has ended before it
+// refuses new ones, and a session opened in between is never answered.
+func TestRunHostDiesDuringRun(t *testing.T) {
+	s := newDyingServer(t)
+	dir := t.TempDir()
+	_, ck, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := ssh.MarshalPrivateKey(ck, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "id")
+	bin := filepath.Join(dir, "mgmt")
+	if err := os.WriteFile(key, pem.EncodeToMemory(pb), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, []byte("not really mgmt"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	auth := &Auth{Keys: []string{key}, KnownHosts: filepath.Join(dir, "known_hosts"), AcceptNew: true}
+	host, port, _ := net.SplitHostPort(s.l.Addr().String())
+	tg, err := ParseTarget("root@"+net.JoinHostPort(host, port), "root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := Job{Binary: bin, Bundle: []byte("bundle"), TmpDir: s.home, KeepAlive: time.Second}
+	n := 1000
+	if testing.Short() {
+		n = 30
+	}
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		done := make(chan Result, 1)
+		go func() { done <- Run(ctx, tg, auth, job) }()
+		var res Result
+		select {
+		case res = <-done:
+		case <-time.After(20 * time.Second):
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			cancel()
+			t.Fatalf("run %d: Run has not returned 20 s after the host died:\n%s", i, buf)
+		}
+		cancel()
+		var e *Error
+		if !errors.As(res.Err, &e) || e.Stage != StageRun {
+			t.Fatalf("run %d: %v, want a %q failure", i, res.Err, StageRun)
+		}
+		if res.Left == "" {
+			t.Fatalf("run %d: the private directory is reported removed over a dead connection", i)
+		}
+	}
+}
