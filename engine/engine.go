@@ -274,6 +274,9 @@ func (e *Engine) changedLocked(n *node) {
 func (e *Engine) dirtyLocked(n *node, fromWatch bool) {
 	n.dirty, n.held = true, nil // owed for a reason of its own: what depends on it waits
 	n.notWatched = n.notWatched || !fromWatch
+	if fromWatch && n.busy {
+		n.eventInCheck = true
+	}
 	if n.st == stateOK {
 		n.st = statePending
 	}
@@ -755,6 +758,7 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		checkCtx = context.WithValue(checkCtx, heldKey{}, held)
 	}
 	n.dirty, n.refresh, n.refreshBy, n.busy, n.notWatched, n.held = false, false, nil, true, false, nil
+	n.eventInCheck = false
 	e.busy++
 	e.changedLocked(n)
 	e.mu.Unlock()
@@ -834,34 +838,31 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		n.refresh = n.refresh || refresh
 		n.refreshBy = appendNew(n.refreshBy, refreshBy...)
 		n.stats.Failures++
-		if n.retries == 0 {
+		switch {
+		case n.retries == 0 && n.eventInCheck && !n.lastChance:
+			// The world changed while the check failed: what it saw may
+			// be gone. One more check, once between two successes, so
+			// that a resource whose failures signal their own events
+			// does not loop.
+			n.lastChance = true
+			d := max(n.v.Meta.RetryDelay(), lastChanceDelay)
+			n.log.Warn("failed; an event came during the check: checking once more", "err", err, "delay_ms", d.Milliseconds())
+			e.retryLaterLocked(ctx, n, d)
+		case n.retries == 0:
 			n.gaveUp = true
 			n.log.Error("failed; no retries left", "err", err)
-		} else {
+		default:
 			if n.retries > 0 {
 				n.retries--
 			}
-			n.retrying = true
 			n.log.Warn("failed; will retry", "err", err, "retries_left", n.retries, "delay_ms", n.v.Meta.Delay)
-			var timer *time.Timer
-			timer = time.AfterFunc(n.v.Meta.RetryDelay(), func() {
-				e.mu.Lock()
-				defer e.mu.Unlock()
-				if n.retry != timer {
-					return // stopped, or replaced
-				}
-				n.retry, n.retrying = nil, false
-				if ctx.Err() == nil {
-					e.dirtyLocked(n, false)
-				}
-			})
-			n.retry = timer
+			e.retryLaterLocked(ctx, n, n.v.Meta.RetryDelay())
 		}
 		e.changedLocked(n)
 		return
 	}
 	wasFailed := n.st == stateFailed
-	n.st, n.lastErr, n.retries, n.failedMembers = stateOK, nil, n.v.Meta.Retry, nil
+	n.st, n.lastErr, n.retries, n.failedMembers, n.lastChance = stateOK, nil, n.v.Meta.Retry, nil, false
 	if !changed {
 		n.pending, n.pendingDropped, n.pendingNow, n.pendingMembers = nil, 0, false, nil // repaired by hand: nothing pending any more
 	}
@@ -884,6 +885,28 @@ func (e *Engine) process(ctx context.Context, n *node) {
 		e.pokeLocked(c)
 	}
 	e.changedLocked(n)
+}
+
+// lastChanceDelay is the least wait before the one more check that an event
+// during a vertex's last failing check earns: the change under way settles.
+const lastChanceDelay = 100 * time.Millisecond
+
+// retryLaterLocked checks n again after d.
+func (e *Engine) retryLaterLocked(ctx context.Context, n *node, d time.Duration) {
+	n.retrying = true
+	var timer *time.Timer
+	timer = time.AfterFunc(d, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if n.retry != timer {
+			return // stopped, or replaced
+		}
+		n.retry, n.retrying = nil, false
+		if ctx.Err() == nil {
+			e.dirtyLocked(n, false)
+		}
+	})
+	n.retry = timer
 }
 
 // dirtyChildrenLocked marks n's children dirty after a change of n, and

@@ -58,6 +58,8 @@ type node struct {
 	retrying       bool        // a retry timer is armed
 	retry          *time.Timer // that timer; stopped when the vertex stops
 	gaveUp         bool        // failed with no retries left; waits for a new event
+	eventInCheck   bool        // an event of its own watch came during the check under way
+	lastChance     bool        // since its latest success, a failed check has had its one more check for such an event
 	lastErr        error
 	failedMembers  map[string]bool       // of a group whose latest check failed only for some members: those
 	tails          map[*node][]string    // parent → the members of that group parent this vertex depends on (none: all of it)
