@@ -127,9 +127,13 @@ peers:
 	$(GO) run ./bench/cmd/compare -install-peers
 	$(GO) test -tags peers -count=1 -run '^TestFilesPeers$$' -v ./bench/desired/
 
+# A failing Go benchmark fails make bench, after the compare step has run
+# (the pipe into tee alone would hide it: its status is tee's).
 bench: deps build peers
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -timeout 60m ./... | tee bench.out
+	mkdir -p .cache
+	{ $(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -timeout 60m ./... 2>&1; echo $$? > .cache/bench.status; } | tee bench.out
 	$(COMPARE) -made-by 'make bench'
+	@s=$$(cat .cache/bench.status); if [ "$$s" != 0 ]; then echo "make bench: the Go benchmarks failed (exit status $$s; see bench.out)" >&2; exit 1; fi
 
 bench-quick: deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -short ./engine/ ./pgraph/ | tee bench.out
