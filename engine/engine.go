@@ -845,7 +845,13 @@ func (e *Engine) process(ctx context.Context, n *node) {
 			// that a resource whose failures signal their own events
 			// does not loop.
 			n.lastChance = true
-			d := max(n.v.Meta.RetryDelay(), lastChanceDelay)
+			d := lastChanceDelay
+			if n.v.Meta.Retry != 0 {
+				// the spacing the user asked between its checks; with
+				// retry 0 its delay spaced nothing, and a year of it
+				// would hold a converged-timeout run for that year
+				d = max(n.v.Meta.RetryDelay(), lastChanceDelay)
+			}
 			n.log.Warn("failed; an event came during the check: checking once more", "err", err, "delay_ms", d.Milliseconds())
 			e.retryLaterLocked(ctx, n, d)
 		case n.retries == 0:
