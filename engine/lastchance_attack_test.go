@@ -137,3 +137,64 @@ func TestLastChanceStateWhilePending(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// evGroup is a groupable fake whose group's first check fails member b
+// while its watch reports an event; later checks succeed.
+type evGroup struct {
+	eventInCheckRes *fake
+	names           []string
+}
+
+func (g *evGroup) Validate() error { return nil }
+func (g *evGroup) Watch(ctx context.Context, ev Events) error {
+	return g.eventInCheckRes.Watch(ctx, ev)
+}
+func (g *evGroup) CheckApply(ctx context.Context, apply bool) (bool, error) {
+	return g.eventInCheckRes.CheckApply(ctx, apply)
+}
+func (g *evGroup) Close() error     { return g.eventInCheckRes.Close() }
+func (g *evGroup) GroupKey() string { return "k" }
+func (g *evGroup) Group(others []Res) (Res, error) {
+	ng := &evGroup{names: append([]string(nil), g.names...)}
+	for _, o := range others {
+		ng.names = append(ng.names, o.(*evGroup).names...)
+	}
+	var n atomic.Int32
+	inner := eventInCheck(func(i int32) bool { return i == 1 })
+	check := inner.check
+	inner.check = func(ctx context.Context, apply bool) (bool, error) {
+		if n.Add(1) == 1 {
+			_, err := check(ctx, apply) // the event comes during it
+			return false, errors.Join(&MemberError{Res: "g[b]", Err: err})
+		}
+		return check(ctx, apply)
+	}
+	ng.eventInCheckRes = inner
+	groupOf.Store(inner)
+	return ng, nil
+}
+
+var groupOf atomic.Pointer[fake]
+
+// A group member failing while the group's watch reports an event: the
+// group gets its extra check and recovers.
+func TestLastChanceGroupMember(t *testing.T) {
+	var vs []*Vertex
+	for _, n := range []string{"a", "b"} {
+		v := &Vertex{Kind: "g", Name: n, Meta: DefaultMeta(), Res: &evGroup{eventInCheckRes: &fake{}, names: []string{n}}}
+		v.Meta.Retry = 0
+		vs = append(vs, v)
+	}
+	child := &fake{}
+	vs = append(vs, &Vertex{Kind: "x", Name: "afterb", Meta: DefaultMeta(), Res: child})
+	g := compile(t, vs, EdgeDecl{From: Ref{"g", "b"}, To: Ref{"x", "afterb"}})
+	if err := runFor(t, g, 0); err != nil {
+		t.Fatalf("the group's extra check should have succeeded: %v", err)
+	}
+	if got := groupOf.Load().checks.Load(); got != 2 {
+		t.Fatalf("group checked %d times, want 2", got)
+	}
+	if child.checks.Load() < 1 {
+		t.Fatal("what depends on b never ran")
+	}
+}
