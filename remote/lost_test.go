@@ -28,9 +28,15 @@ type dyingServer struct {
 	cfg  *ssh.ServerConfig
 	wg   sync.WaitGroup
 	home string
+	// mute, if set, says which channel requests (type, and the command
+	// or subsystem) get no answer: the server reads on, answers
+	// keepalives and closes, but never that request.
+	mute func(typ, arg string) bool
 }
 
-func newDyingServer(t *testing.T) *dyingServer {
+func newDyingServer(t *testing.T) *dyingServer { return newServer(t, nil) }
+
+func newServer(t *testing.T, mute func(typ, arg string) bool) *dyingServer {
 	_, hk, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +51,7 @@ func newDyingServer(t *testing.T) *dyingServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &dyingServer{t: t, l: l, cfg: cfg, home: t.TempDir()}
+	s := &dyingServer{t: t, l: l, cfg: cfg, home: t.TempDir(), mute: mute}
 	s.wg.Go(s.serve)
 	t.Cleanup(func() { l.Close(); s.wg.Wait() })
 	return s
@@ -86,6 +92,8 @@ func (s *dyingServer) conn(c net.Conn) {
 				var p struct{ S string }
 				ssh.Unmarshal(r.Payload, &p)
 				switch {
+				case s.mute != nil && s.mute(r.Type, p.S):
+					// no answer, ever
 				case r.Type == "subsystem" && p.S == "sftp":
 					r.Reply(true, nil)
 					srv, err := sftp.NewServer(ch, sftp.WithServerWorkingDirectory(s.home))

@@ -367,6 +367,11 @@ func (s *session) newSFTP(ctx context.Context) (*sftp.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A request or the sftp handshake a host never answers waits for
+	// good, keepalives answered or not: Ctrl-C closes the session,
+	// which the host's end of the channel answers.
+	stop := context.AfterFunc(ctx, func() { ss.Close() })
+	defer stop()
 	w, err := ss.StdinPipe()
 	if err != nil {
 		ss.Close()
@@ -385,6 +390,10 @@ func (s *session) newSFTP(ctx context.Context) (*sftp.Client, error) {
 	if err != nil {
 		ss.Close()
 		return nil, err
+	}
+	if !stop() {
+		c.Close() // Ctrl-C came as it started
+		return nil, ctx.Err()
 	}
 	return c, nil
 }
@@ -519,7 +528,14 @@ func (s *session) run(ctx context.Context) error {
 	}
 	cmd := s.sudo() + strings.Join(q, " ")
 	s.log.Debug("running", "cmd", cmd)
-	if err := ss.Start(cmd); err != nil {
+	// Ctrl-C before the host answers the exec: nothing runs yet to be
+	// told to stop, the session is closed (the exec may never be answered).
+	stopStart := context.AfterFunc(ctx, func() { ss.Close() })
+	err = ss.Start(cmd)
+	if !stopStart() {
+		return fmt.Errorf("%w: %w", ErrInterrupted, ctx.Err())
+	}
+	if err != nil {
 		return s.why(fmt.Errorf("start: %w", err))
 	}
 	var lines sync.WaitGroup

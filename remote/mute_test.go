@@ -1,0 +1,94 @@
+package remote
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mgmtconfig/mgmt/test/leakcheck"
+	"golang.org/x/crypto/ssh"
+)
+
+// clientFor is what Run needs to reach s: a target, a key, a fake binary.
+func clientFor(t *testing.T, s *dyingServer) (Target, *Auth, Job) {
+	t.Helper()
+	dir := t.TempDir()
+	_, ck, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := ssh.MarshalPrivateKey(ck, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "id")
+	bin := filepath.Join(dir, "mgmt")
+	if err := os.WriteFile(key, pem.EncodeToMemory(pb), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, []byte("not really mgmt"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	auth := &Auth{Keys: []string{key}, KnownHosts: filepath.Join(dir, "known_hosts"), AcceptNew: true}
+	host, port, _ := net.SplitHostPort(s.l.Addr().String())
+	tg, err := ParseTarget("root@"+net.JoinHostPort(host, port), "root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg, auth, Job{Binary: bin, Bundle: []byte("bundle"), TmpDir: s.home, KeepAlive: time.Second}
+}
+
+// runCancelled runs against s, cancels after d (Ctrl-C), and wants Run
+// back within 15 s of that.
+func runCancelled(t *testing.T, s *dyingServer, d time.Duration) Result {
+	t.Helper()
+	tg, auth, job := clientFor(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan Result, 1)
+	go func() { done <- Run(ctx, tg, auth, job) }()
+	time.Sleep(d)
+	cancel()
+	select {
+	case res := <-done:
+		return res
+	case <-time.After(15 * time.Second):
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Fatalf("Run has not returned 15 s after Ctrl-C:\n%s", buf)
+	}
+	return Result{}
+}
+
+// Ctrl-C while the host does not answer the sftp subsystem request (it
+// answers keepalives): Run returns, interrupted at the copy.
+func TestCtrlCWhileSubsystemUnanswered(t *testing.T) {
+	leakcheck.Check(t, 5*time.Second)
+	s := newServer(t, func(typ, arg string) bool { return typ == "subsystem" })
+	res := runCancelled(t, s, 500*time.Millisecond)
+	var e *Error
+	if !errors.As(res.Err, &e) || e.Stage != StageCopy || !errors.Is(res.Err, ErrInterrupted) {
+		t.Fatalf("%v, want an interrupted %q failure", res.Err, StageCopy)
+	}
+}
+
+// Ctrl-C while the host does not answer the exec of remote-run: Run
+// returns, interrupted at the run.
+func TestCtrlCWhileExecUnanswered(t *testing.T) {
+	leakcheck.Check(t, 5*time.Second)
+	s := newServer(t, func(typ, arg string) bool { return typ == "exec" && strings.Contains(arg, "remote-run") })
+	res := runCancelled(t, s, 500*time.Millisecond)
+	var e *Error
+	if !errors.As(res.Err, &e) || e.Stage != StageRun || !errors.Is(res.Err, ErrInterrupted) {
+		t.Fatalf("%v, want an interrupted %q failure", res.Err, StageRun)
+	}
+}
