@@ -74,10 +74,22 @@ func (s *dyingServer) conn(c net.Conn) {
 		return
 	}
 	defer sc.Close()
-	s.wg.Go(func() { ssh.DiscardRequests(reqs) })
+	s.wg.Go(func() {
+		for r := range reqs {
+			if s.mute != nil && s.mute("global", r.Type) {
+				continue // no answer, ever
+			}
+			if r.WantReply {
+				r.Reply(false, nil)
+			}
+		}
+	})
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for nc := range chans {
+		if s.mute != nil && s.mute("open", nc.ChannelType()) {
+			continue // neither accepted nor refused
+		}
 		if nc.ChannelType() != "session" {
 			nc.Reject(ssh.UnknownChannelType, "no")
 			continue

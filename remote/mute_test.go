@@ -92,3 +92,44 @@ func TestCtrlCWhileExecUnanswered(t *testing.T) {
 		t.Fatalf("%v, want an interrupted %q failure", res.Err, StageRun)
 	}
 }
+
+// Ctrl-C while the host never answers a channel open (it answers
+// keepalives): Run returns, interrupted at the copy. The NewSession left
+// waiting is the one goroutine Run does not join; it ends with the
+// connection.
+func TestCtrlCWhileOpenUnanswered(t *testing.T) {
+	leakcheck.Check(t, 5*time.Second)
+	s := newServer(t, func(typ, arg string) bool { return typ == "open" })
+	res := runCancelled(t, s, 500*time.Millisecond)
+	var e *Error
+	if !errors.As(res.Err, &e) || e.Stage != StageCopy || !errors.Is(res.Err, ErrInterrupted) {
+		t.Fatalf("%v, want an interrupted %q failure", res.Err, StageCopy)
+	}
+}
+
+// A host that stops answering anything, keepalives included, while its
+// sftp subsystem request is under way: no Ctrl-C, the keepalive cuts the
+// connection after 3 intervals (3 s here) and Run fails at the copy with
+// that reason.
+func TestSilentHostDuringSubsystemCutByKeepalive(t *testing.T) {
+	leakcheck.Check(t, 5*time.Second)
+	s := newServer(t, func(typ, arg string) bool { return typ == "subsystem" || typ == "global" })
+	tg, auth, job := clientFor(t, s)
+	done := make(chan Result, 1)
+	start := time.Now()
+	go func() { done <- Run(context.Background(), tg, auth, job) }()
+	var res Result
+	select {
+	case res = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run has not returned 20 s after the host went silent")
+	}
+	took := time.Since(start)
+	var e *Error
+	if !errors.As(res.Err, &e) || e.Stage != StageCopy || !strings.Contains(res.Err.Error(), "no answer to keepalives") {
+		t.Fatalf("%v, want a %q failure naming the keepalives", res.Err, StageCopy)
+	}
+	if took < 3*time.Second || took > 10*time.Second {
+		t.Fatalf("took %v, want about 4 s (first keepalive at 1 s, 3 s without answer)", took)
+	}
+}
