@@ -133,3 +133,41 @@ func TestSilentHostDuringSubsystemCutByKeepalive(t *testing.T) {
 		t.Fatalf("took %v, want about 4 s (first keepalive at 1 s, 3 s without answer)", took)
 	}
 }
+
+// A host that answers keepalives but not a channel open, the sftp request
+// or the exec of remote-run, with no Ctrl-C: the reply timeout fails it at
+// that stage, naming what went unanswered.
+func TestUnansweredRequestTimesOut(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		mute  func(typ, arg string) bool
+		stage Stage
+		what  string
+	}{
+		{"open", func(typ, arg string) bool { return typ == "open" }, StageCopy, "a session"},
+		{"subsystem", func(typ, arg string) bool { return typ == "subsystem" }, StageCopy, "the sftp subsystem request"},
+		{"exec", func(typ, arg string) bool { return typ == "exec" && strings.Contains(arg, "remote-run") }, StageRun, "the exec of remote-run"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			leakcheck.Check(t, 5*time.Second)
+			s := newServer(t, c.mute)
+			tg, auth, job := clientFor(t, s)
+			job.ReplyTimeout = 500 * time.Millisecond
+			done := make(chan Result, 1)
+			go func() { done <- Run(context.Background(), tg, auth, job) }()
+			var res Result
+			select {
+			case res = <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("Run has not returned 20 s after a request went unanswered")
+			}
+			var e *Error
+			if !errors.As(res.Err, &e) || e.Stage != c.stage || !errors.Is(res.Err, ErrNoAnswer) || errors.Is(res.Err, ErrInterrupted) {
+				t.Fatalf("%v, want a %q failure for no answer", res.Err, c.stage)
+			}
+			if !strings.Contains(res.Err.Error(), "no answer to "+c.what+" within 500ms") {
+				t.Fatalf("%v does not name what went unanswered (%s)", res.Err, c.what)
+			}
+		})
+	}
+}

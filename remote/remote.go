@@ -90,6 +90,10 @@ type Job struct {
 	KeepAlive time.Duration
 	// DialTimeout bounds the TCP connect and the SSH handshake (10 s).
 	DialTimeout time.Duration
+	// ReplyTimeout bounds the wait for the host's answer to each channel
+	// open and to the exec and sftp requests (30 s): a host that answers
+	// keepalives and nothing else fails instead of holding the run.
+	ReplyTimeout time.Duration
 	// Log receives the remote log, each line prefixed with "HOST: ".
 	Log io.Writer
 	// Logger receives the controller's own notes on each host.
@@ -242,6 +246,8 @@ var errEnded = errors.New("the connection has ended")
 // good, keepalives or not. Such a NewSession is left behind, the one
 // goroutine Run does not join; it closes what it opens if it ever returns.
 func (s *session) newSession(ctx context.Context) (*ssh.Session, error) {
+	actx, cancel := s.answerCtx(ctx, "a session")
+	defer cancel()
 	type opened struct {
 		ss  *ssh.Session
 		err error
@@ -262,14 +268,36 @@ func (s *session) newSession(ctx context.Context) (*ssh.Session, error) {
 	case o := <-ch:
 		return o.ss, o.err
 	case <-s.gone:
-	case <-ctx.Done():
+	case <-actx.Done():
 	}
 	close(taken)
 	// It may have opened meanwhile: that one is closed by the goroutine.
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
+	if actx.Err() != nil {
+		return nil, unanswered(ctx, actx)
 	}
 	return nil, errEnded
+}
+
+// answerCtx is ctx bounded by the job's ReplyTimeout, for a wait on one
+// answer of the host (what names it).
+func (s *session) answerCtx(ctx context.Context, what string) (context.Context, context.CancelFunc) {
+	d := s.job.ReplyTimeout
+	if d <= 0 {
+		d = 30 * time.Second
+	}
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: no answer to %s within %v", ErrNoAnswer, what, d))
+}
+
+// ErrNoAnswer is a host that did not answer a request in time.
+var ErrNoAnswer = errors.New("the host does not answer")
+
+// unanswered is why actx, from answerCtx(ctx), ended: ctx's own error
+// (Ctrl-C), or the host's silence.
+func unanswered(ctx, actx context.Context) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return context.Cause(actx)
 }
 
 // keepAlive closes the connection when the host stops answering, so that
@@ -368,32 +396,37 @@ func (s *session) newSFTP(ctx context.Context) (*sftp.Client, error) {
 		return nil, err
 	}
 	// A request or the sftp handshake a host never answers waits for
-	// good, keepalives answered or not: Ctrl-C closes the session,
-	// which the host's end of the channel answers.
-	stop := context.AfterFunc(ctx, func() { ss.Close() })
+	// good, keepalives answered or not: Ctrl-C or the reply timeout
+	// closes the session, which the host's end of the channel answers.
+	actx, cancel := s.answerCtx(ctx, "the sftp subsystem request")
+	defer cancel()
+	stop := context.AfterFunc(actx, func() { ss.Close() })
 	defer stop()
+	fail := func(err error) (*sftp.Client, error) {
+		ss.Close()
+		if actx.Err() != nil {
+			return nil, unanswered(ctx, actx)
+		}
+		return nil, err
+	}
 	w, err := ss.StdinPipe()
 	if err != nil {
-		ss.Close()
-		return nil, err
+		return fail(err)
 	}
 	r, err := ss.StdoutPipe()
 	if err != nil {
-		ss.Close()
-		return nil, err
+		return fail(err)
 	}
 	if err := ss.RequestSubsystem("sftp"); err != nil {
-		ss.Close()
-		return nil, err
+		return fail(err)
 	}
 	c, err := sftp.NewClientPipe(r, w, sftp.UseConcurrentWrites(true))
 	if err != nil {
-		ss.Close()
-		return nil, err
+		return fail(err)
 	}
 	if !stop() {
-		c.Close() // Ctrl-C came as it started
-		return nil, ctx.Err()
+		c.Close() // Ctrl-C, or the host's silence, came as it started
+		return fail(nil)
 	}
 	return c, nil
 }
@@ -530,10 +563,15 @@ func (s *session) run(ctx context.Context) error {
 	s.log.Debug("running", "cmd", cmd)
 	// Ctrl-C before the host answers the exec: nothing runs yet to be
 	// told to stop, the session is closed (the exec may never be answered).
-	stopStart := context.AfterFunc(ctx, func() { ss.Close() })
+	actx, cancel := s.answerCtx(ctx, "the exec of remote-run")
+	defer cancel()
+	stopStart := context.AfterFunc(actx, func() { ss.Close() })
 	err = ss.Start(cmd)
 	if !stopStart() {
-		return fmt.Errorf("%w: %w", ErrInterrupted, ctx.Err())
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrInterrupted, ctx.Err())
+		}
+		return s.why(context.Cause(actx))
 	}
 	if err != nil {
 		return s.why(fmt.Errorf("start: %w", err))
