@@ -4,11 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"net"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -135,31 +132,7 @@ func (s *dyingServer) conn(c net.Conn) {
 // x/crypto/ssh drops the channels of a connection that has ended before it
 // refuses new ones, and a session opened in between is never answered.
 func TestRunHostDiesDuringRun(t *testing.T) {
-	s := newDyingServer(t)
-	dir := t.TempDir()
-	_, ck, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pb, err := ssh.MarshalPrivateKey(ck, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := filepath.Join(dir, "id")
-	bin := filepath.Join(dir, "mgmt")
-	if err := os.WriteFile(key, pem.EncodeToMemory(pb), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, []byte("not really mgmt"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	auth := &Auth{Keys: []string{key}, KnownHosts: filepath.Join(dir, "known_hosts"), AcceptNew: true}
-	host, port, _ := net.SplitHostPort(s.l.Addr().String())
-	tg, err := ParseTarget("root@"+net.JoinHostPort(host, port), "root")
-	if err != nil {
-		t.Fatal(err)
-	}
-	job := Job{Binary: bin, Bundle: []byte("bundle"), TmpDir: s.home, KeepAlive: time.Second}
+	tg, auth, job := clientFor(t, newDyingServer(t))
 	n := 1000
 	if testing.Short() {
 		n = 30

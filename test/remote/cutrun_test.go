@@ -30,19 +30,8 @@ resources:
 		t.Fatal(err)
 	}
 	wait.For(t, 60*time.Second, "the run on rb", func() bool { return b.remoteProcs() != "" })
-	cut := time.Now()
-	if _, err := b.h.Run(e.ctx, "ip", "link", "set", "eth0", "down"); err != nil {
-		t.Fatal(err)
-	}
-	err := c.Wait()
-	t.Logf("controller after the cut (%v):\n%s", time.Since(cut), out.String())
-	if c.ProcessState.ExitCode() != 1 {
-		t.Errorf("exit %v, want 1", err)
-	}
-	if d := time.Since(cut); d > 40*time.Second {
-		t.Errorf("the cut was noticed after %v", d)
-	}
-	mustContain(t, out.String(), "remote "+b.h.Addr()+": FAILED: "+b.h.Addr()+": run failed", "connection lost",
+	got := e.cutLink(t, b, c, &out, 40*time.Second)
+	mustContain(t, got, "remote "+b.h.Addr()+": FAILED: "+b.h.Addr()+": run failed", "connection lost",
 		"remote "+a.h.Addr()+": ok", "remote: 2 hosts, 1 ok, 1 failed")
 	a.noLeftovers(t)
 }

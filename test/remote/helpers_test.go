@@ -294,3 +294,23 @@ func (s *sshHost) onlySSHListens(t *testing.T) {
 		}
 	}
 }
+
+// cutLink takes h's link down (no FIN, no RST reach the controller), waits
+// for the controller c to end, and wants it to exit 1 within limit of the
+// cut; it returns the controller's output.
+func (e *env) cutLink(t *testing.T, h *sshHost, c *exec.Cmd, out *strings.Builder, limit time.Duration) string {
+	t.Helper()
+	cut := time.Now()
+	if _, err := h.h.Run(e.ctx, "ip", "link", "set", "eth0", "down"); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Wait()
+	t.Logf("controller after the cut (%v):\n%s", time.Since(cut), out.String())
+	if c.ProcessState.ExitCode() != 1 {
+		t.Errorf("exit %v, want 1", err)
+	}
+	if d := time.Since(cut); d > limit {
+		t.Errorf("the cut was noticed after %v", d)
+	}
+	return out.String()
+}

@@ -231,19 +231,8 @@ resources:
 		}
 		return false
 	})
-	cut := time.Now()
-	if _, err := b.h.Run(e.ctx, "ip", "link", "set", "eth0", "down"); err != nil {
-		t.Fatal(err)
-	}
-	err := c.Wait()
-	t.Logf("controller after the cut (%v):\n%s", time.Since(cut), out.String())
-	if c.ProcessState.ExitCode() != 1 {
-		t.Errorf("exit %v, want 1", err)
-	}
-	if d := time.Since(cut); d > 30*time.Second {
-		t.Errorf("the cut was noticed after %v", d)
-	}
-	mustContain(t, out.String(), "remote "+b.h.Addr()+": FAILED: "+b.h.Addr()+": copy cut off", "could not be removed",
+	got := e.cutLink(t, b, c, &out, 30*time.Second)
+	mustContain(t, got, "remote "+b.h.Addr()+": FAILED: "+b.h.Addr()+": copy cut off", "could not be removed",
 		"remote "+a.h.Addr()+": ok", "remote: 2 hosts, 1 ok, 1 failed")
 	if got, err := os.ReadFile(filepath.Join(a.h.Root(), "/tmp/big-copy")); err != nil || len(got) != len(big) {
 		t.Errorf("ca's copy: %d bytes, %v", len(got), err)
