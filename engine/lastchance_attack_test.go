@@ -43,12 +43,7 @@ func TestLastChanceTimerStoppedBySwap(t *testing.T) {
 	g := graphOf(t, []*Vertex{v, vtx("b", other)})
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx, g) }()
-	wait.For(t, 5*time.Second, "the extra check armed", func() bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		n := e.nodes[key(v)]
-		return n != nil && n.retrying && n.lastChance
-	})
+	waitExtraCheckArmed(t, e, v)
 	e.Swap(graphOf(t, []*Vertex{vtx("b", &fake{})}))
 	wait.For(t, 5*time.Second, "a closed", func() bool { return f.closed.Load() == 1 })
 	time.Sleep(800 * time.Millisecond)
@@ -117,12 +112,7 @@ func TestLastChanceStateWhilePending(t *testing.T) {
 	g := graphOf(t, []*Vertex{v})
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx, g) }()
-	wait.For(t, 5*time.Second, "the extra check armed", func() bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		n := e.nodes[key(v)]
-		return n != nil && n.retrying && n.lastChance
-	})
+	waitExtraCheckArmed(t, e, v)
 	s := e.State()
 	if s.Quiet || s.Converged || len(s.Failures) != 1 {
 		t.Fatalf("state while the extra check is pending: %+v", s)
@@ -197,4 +187,16 @@ func TestLastChanceGroupMember(t *testing.T) {
 	if child.checks.Load() < 1 {
 		t.Fatal("what depends on b never ran")
 	}
+}
+
+// waitExtraCheckArmed waits until v's one more check (for an event during
+// its last failing check) is armed.
+func waitExtraCheckArmed(t *testing.T, e *Engine, v *Vertex) {
+	t.Helper()
+	wait.For(t, 5*time.Second, "the extra check armed", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		n := e.nodes[key(v)]
+		return n != nil && n.retrying && n.lastChance
+	})
 }
