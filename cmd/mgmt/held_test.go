@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,25 +20,7 @@ func TestReportHeldByFailedFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "blocker"), []byte("a regular file\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g := writeGraph(t, dir, fmt.Sprintf(`resources:
-  file:
-  - name: inner
-    path: %[1]s/blocker/inner
-    content: "x\n"
-    meta: {retry: 0}
-  - name: a
-    path: %[1]s/sub/a
-    content: "a\n"
-  - name: b
-    path: %[1]s/sub/b
-    content: "b\n"
-  exec:
-  - name: after-a
-    cmd: touch %[1]s/after-a-ran
-edges:
-- {name: e1, from: {kind: file, name: inner}, to: {kind: file, name: a}}
-- {name: e2, from: {kind: file, name: a}, to: {kind: exec, name: after-a}}
-`, dir))
+	g := writeGraph(t, dir, heldGraph(t, dir))
 	code, out, report := runOnce(t, dir, g)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1 (file[inner] failed):\n%s", code, out)
@@ -107,4 +88,15 @@ func TestStatusPrintsHeld(t *testing.T) {
 	if !strings.Contains(out, "web1: 2 resource(s) held back: they wait on a failed one\n") || strings.Contains(out, "web2: 0") {
 		t.Fatalf("status output:\n%s", out)
 	}
+}
+
+// heldGraph is the agent package's testdata/held-by-failed-file.yaml (its
+// hoststatus_test.go runs the same graph), for files in dir.
+func heldGraph(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../agent/testdata/held-by-failed-file.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(string(b), "$DIR", dir)
 }
