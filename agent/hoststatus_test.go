@@ -2,10 +2,10 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,25 +20,7 @@ func TestHostStatusCountsHeld(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "blocker"), "a regular file\n")
 	file := filepath.Join(dir, "g.yaml")
-	writeFile(t, file, fmt.Sprintf(`resources:
-  file:
-  - name: inner
-    path: %[1]s/blocker/inner
-    content: "x\n"
-    meta: {retry: 0}
-  - name: a
-    path: %[1]s/sub/a
-    content: "a\n"
-  - name: b
-    path: %[1]s/sub/b
-    content: "b\n"
-  exec:
-  - name: after-a
-    cmd: touch %[1]s/after-a-ran
-edges:
-- {name: e1, from: {kind: file, name: inner}, to: {kind: file, name: a}}
-- {name: e2, from: {kind: file, name: a}, to: {kind: exec, name: after-a}}
-`, dir))
+	writeFile(t, file, heldGraph(t, dir))
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -59,4 +41,16 @@ edges:
 	if _, err := os.Stat(filepath.Join(dir, "sub/b")); err != nil {
 		t.Errorf("file[b], which waits on nothing, not written: %v", err)
 	}
+}
+
+// heldGraph is testdata/held-by-failed-file.yaml, a failed file that holds
+// back a file and a command, for files in dir (cmd/mgmt's held_test.go
+// runs the same graph through mgmt run).
+func heldGraph(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/held-by-failed-file.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(string(b), "$DIR", dir)
 }

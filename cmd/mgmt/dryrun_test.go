@@ -29,11 +29,7 @@ func dryGraph(t *testing.T, dir string) string {
     cmd: touch %[1]s/ran
     creates: %[1]s/ran
 `, dir)
-	p := filepath.Join(dir, "g.yaml")
-	if err := os.WriteFile(p, []byte(g), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return writeGraph(t, dir, g)
 }
 
 func TestDetailedExitCodes(t *testing.T) {

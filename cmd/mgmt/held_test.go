@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,37 +20,10 @@ func TestReportHeldByFailedFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "blocker"), []byte("a regular file\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g := filepath.Join(dir, "g.yaml")
-	if err := os.WriteFile(g, []byte(fmt.Sprintf(`resources:
-  file:
-  - name: inner
-    path: %[1]s/blocker/inner
-    content: "x\n"
-    meta: {retry: 0}
-  - name: a
-    path: %[1]s/sub/a
-    content: "a\n"
-  - name: b
-    path: %[1]s/sub/b
-    content: "b\n"
-  exec:
-  - name: after-a
-    cmd: touch %[1]s/after-a-ran
-edges:
-- {name: e1, from: {kind: file, name: inner}, to: {kind: file, name: a}}
-- {name: e2, from: {kind: file, name: a}, to: {kind: exec, name: after-a}}
-`, dir)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	report := filepath.Join(dir, "report.json")
-	code, out := capture(t, "run", "--file", g, "--converged-timeout=0", "--no-watch",
-		"--prefix", filepath.Join(dir, "prefix"), "--hostname", "h", "--report", report)
+	g := writeGraph(t, dir, heldGraph(t, dir))
+	code, out, report := runOnce(t, dir, g)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1 (file[inner] failed):\n%s", code, out)
-	}
-	data, err := os.ReadFile(report)
-	if err != nil {
-		t.Fatal(err)
 	}
 	var rep struct {
 		Changed, Failed int
@@ -66,9 +37,7 @@ edges:
 			HeldBy  []string `json:"held_by"`
 		} `json:"resources"`
 	}
-	if err := json.Unmarshal(data, &rep); err != nil {
-		t.Fatalf("report: %v\n%s", err, data)
-	}
+	data := readReport(t, report, &rep)
 	if rep.Held == nil || *rep.Held != 2 || rep.Failed != 1 || rep.Changed != 1 {
 		t.Errorf("report counts changed %d, failed %d, held %v; want 1, 1, 2:\n%s", rep.Changed, rep.Failed, rep.Held, data)
 	}
@@ -119,4 +88,15 @@ func TestStatusPrintsHeld(t *testing.T) {
 	if !strings.Contains(out, "web1: 2 resource(s) held back: they wait on a failed one\n") || strings.Contains(out, "web2: 0") {
 		t.Fatalf("status output:\n%s", out)
 	}
+}
+
+// heldGraph is the agent package's testdata/held-by-failed-file.yaml (its
+// hoststatus_test.go runs the same graph), for files in dir.
+func heldGraph(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../agent/testdata/held-by-failed-file.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(string(b), "$DIR", dir)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +28,43 @@ func capture(t *testing.T, args ...string) (int, string) {
 		t.Fatal(err)
 	}
 	return code, string(data)
+}
+
+// writeGraph writes the graph text to dir/g.yaml and returns its path.
+func writeGraph(t *testing.T, dir, text string) string {
+	t.Helper()
+	g := filepath.Join(dir, "g.yaml")
+	if err := os.WriteFile(g, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// runOnce runs the graph file g once (mgmt run --converged-timeout=0
+// --no-watch as host h, its prefix in dir), with flags after --file, and
+// returns its exit status, its output and the path of the report it was
+// told to write (dir/report.json).
+func runOnce(t *testing.T, dir, g string, flags ...string) (code int, out, report string) {
+	t.Helper()
+	report = filepath.Join(dir, "report.json")
+	args := append([]string{"run", "--file", g}, flags...)
+	args = append(args, "--converged-timeout=0", "--no-watch",
+		"--prefix", filepath.Join(dir, "prefix"), "--hostname", "h", "--report", report)
+	code, out = capture(t, args...)
+	return code, out, report
+}
+
+// readReport decodes the run report at path into rep and returns its text.
+func readReport(t *testing.T, path string, rep any) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, data)
+	}
+	return data
 }
 
 // validate prints no character that reorders or hides text: not from the

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,24 +15,15 @@ func TestNoopGroupMemberFailureReportsOthers(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "sub/b/in-the-way"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	g := filepath.Join(dir, "g.yaml")
-	if err := os.WriteFile(g, []byte(fmt.Sprintf(`resources:
+	g := writeGraph(t, dir, fmt.Sprintf(`resources:
   file:
   - {name: a, path: %[1]s/sub/a, content: "a\n", meta: {retry: 0}}
   - {name: b, path: %[1]s/sub/b, content: "b\n", meta: {retry: 0}}
   - {name: c, path: %[1]s/sub/c, content: "c\n", meta: {retry: 0}}
-`, dir)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	report := filepath.Join(dir, "report.json")
-	code, out := capture(t, "run", "--file", g, "--noop", "--detailed-exitcodes", "--converged-timeout=0", "--no-watch",
-		"--prefix", filepath.Join(dir, "prefix"), "--hostname", "h", "--report", report)
+`, dir))
+	code, out, report := runOnce(t, dir, g, "--noop", "--detailed-exitcodes")
 	if code != exitFailed {
 		t.Fatalf("exit %d, want %d (file[b] failed):\n%s", code, exitFailed, out)
-	}
-	data, err := os.ReadFile(report)
-	if err != nil {
-		t.Fatal(err)
 	}
 	var rep struct {
 		Pending, Failed int
@@ -44,9 +34,7 @@ func TestNoopGroupMemberFailureReportsOthers(t *testing.T) {
 			Failed  bool   `json:"failed"`
 		} `json:"resources"`
 	}
-	if err := json.Unmarshal(data, &rep); err != nil {
-		t.Fatal(err)
-	}
+	data := readReport(t, report, &rep)
 	if rep.Pending != 2 || rep.Failed != 1 || len(rep.Res) != 3 {
 		t.Errorf("report counts pending %d, failed %d, %d resources; want 2, 1, 3:\n%s", rep.Pending, rep.Failed, len(rep.Res), data)
 	}

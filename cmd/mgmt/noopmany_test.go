@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,22 +19,13 @@ func TestNoopManyGroupedFilesPending(t *testing.T) {
 	for i := range files {
 		fmt.Fprintf(&b, "  - name: f%d\n    path: %s/sub/f%d\n    content: \"x\\n\"\n", i, dir, i)
 	}
-	g := filepath.Join(dir, "g.yaml")
-	if err := os.WriteFile(g, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	g := writeGraph(t, dir, b.String())
 	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	report := filepath.Join(dir, "report.json")
-	code, out := capture(t, "run", "--file", g, "--noop", "--detailed-exitcodes", "--converged-timeout=0", "--no-watch",
-		"--prefix", filepath.Join(dir, "prefix"), "--hostname", "h", "--report", report)
+	code, out, report := runOnce(t, dir, g, "--noop", "--detailed-exitcodes")
 	if code != exitChanges {
 		t.Fatalf("exit %d, want %d:\n%s", code, exitChanges, out)
-	}
-	data, err := os.ReadFile(report)
-	if err != nil {
-		t.Fatal(err)
 	}
 	var rep struct {
 		Pending int `json:"pending"`
@@ -45,9 +35,7 @@ func TestNoopManyGroupedFilesPending(t *testing.T) {
 			Pending bool   `json:"pending"`
 		} `json:"resources"`
 	}
-	if err := json.Unmarshal(data, &rep); err != nil {
-		t.Fatal(err)
-	}
+	readReport(t, report, &rep)
 	var pending, grouped int
 	for _, r := range rep.Res {
 		if r.Pending {

@@ -411,12 +411,15 @@ func TestGroupMemberHeldBackAlone(t *testing.T) {
 	<-done
 }
 
-// A chain of groups, each member depending on one member of the group
-// before: a2 fails, and only b2 and c2 (which depend on it, through b2) are
-// held back; a1 → b1 → c1 are applied. The edges between two groups merge
-// into one; each keeps which member reaches which (pgraph.Edge.Pairs).
-func TestGroupToGroupHoldsBackOnlyPairedMembers(t *testing.T) {
-	dir := t.TempDir()
+// groupChain declares, in a new temporary directory, a chain of three
+// file groups, a1,a2 in s1 → b1,b2 in s2 → c1,c2 in s3, each member
+// depending on the member of the same number in the group before
+// (a1 → b1 → c1, a2 → b2 → c2). a2 fails until its path is freed (a
+// directory, dir/s1/a2, is in its way); every file retries for ever, 20ms
+// apart.
+func groupChain(t *testing.T) (dir string, d *engine.Decl) {
+	t.Helper()
+	dir = t.TempDir()
 	must(t, os.MkdirAll(dir+"/s1/a2/in-the-way", 0o755))
 	v := func(name, path string) *engine.Vertex {
 		f := &File{Path: path, Content: ptr(name)}
@@ -428,7 +431,7 @@ func TestGroupToGroupHoldsBackOnlyPairedMembers(t *testing.T) {
 		return &engine.Vertex{Kind: "file", Name: name, Meta: meta, Res: f}
 	}
 	ref := func(name string) engine.Ref { return engine.Ref{Kind: "file", Name: name} }
-	d := &engine.Decl{Name: "t", Vertices: []*engine.Vertex{
+	return dir, &engine.Decl{Name: "t", Vertices: []*engine.Vertex{
 		v("a1", dir+"/s1/a1"), v("a2", dir+"/s1/a2"),
 		v("b1", dir+"/s2/b1"), v("b2", dir+"/s2/b2"),
 		v("c1", dir+"/s3/c1"), v("c2", dir+"/s3/c2"),
@@ -436,6 +439,14 @@ func TestGroupToGroupHoldsBackOnlyPairedMembers(t *testing.T) {
 		{From: ref("a1"), To: ref("b1")}, {From: ref("a2"), To: ref("b2")},
 		{From: ref("b1"), To: ref("c1")}, {From: ref("b2"), To: ref("c2")},
 	}}
+}
+
+// A chain of groups, each member depending on one member of the group
+// before: a2 fails, and only b2 and c2 (which depend on it, through b2) are
+// held back; a1 → b1 → c1 are applied. The edges between two groups merge
+// into one; each keeps which member reaches which (pgraph.Edge.Pairs).
+func TestGroupToGroupHoldsBackOnlyPairedMembers(t *testing.T) {
+	dir, d := groupChain(t)
 	g, err := engine.Compile(t.Context(), d, restest.Logger(t))
 	must(t, err)
 	for _, grp := range []string{"(a1,a2)", "(b1,b2)", "(c1,c2)"} {

@@ -17,26 +17,7 @@ import (
 // reports hold b2 and c2 by file[a2], and nothing else; the engine's
 // state counts 2 held. Once a2's retry succeeds, nothing is held.
 func TestGroupToGroupHeldBy(t *testing.T) {
-	dir := t.TempDir()
-	must(t, os.MkdirAll(dir+"/s1/a2/in-the-way", 0o755))
-	v := func(name, path string) *engine.Vertex {
-		f := &File{Path: path, Content: ptr(name)}
-		f.SetName(name)
-		must(t, f.Validate())
-		meta := engine.DefaultMeta()
-		meta.Retry = -1
-		meta.Delay = 20
-		return &engine.Vertex{Kind: "file", Name: name, Meta: meta, Res: f}
-	}
-	ref := func(name string) engine.Ref { return engine.Ref{Kind: "file", Name: name} }
-	d := &engine.Decl{Name: "t", Vertices: []*engine.Vertex{
-		v("a1", dir+"/s1/a1"), v("a2", dir+"/s1/a2"),
-		v("b1", dir+"/s2/b1"), v("b2", dir+"/s2/b2"),
-		v("c1", dir+"/s3/c1"), v("c2", dir+"/s3/c2"),
-	}, Edges: []engine.EdgeDecl{
-		{From: ref("a1"), To: ref("b1")}, {From: ref("a2"), To: ref("b2")},
-		{From: ref("b1"), To: ref("c1")}, {From: ref("b2"), To: ref("c2")},
-	}}
+	dir, d := groupChain(t)
 	g, err := engine.Compile(t.Context(), d, restest.Logger(t))
 	must(t, err)
 	e := engine.New(engine.Config{Logger: restest.Logger(t), ConvergedTimeout: -1})
