@@ -238,8 +238,9 @@ type session struct {
 // errEnded is an operation refused because the connection has ended.
 var errEnded = errors.New("the connection has ended")
 
-// newSession opens a session channel; it gives up when ctx ends or the
-// connection does. x/crypto/ssh drops the channels of an ended connection
+// newSession opens a session channel; it gives up when ctx ends, when the
+// connection does, or when the host has not answered within the job's
+// ReplyTimeout. x/crypto/ssh drops the channels of an ended connection
 // before it refuses new ones, and a channel opened between the two is
 // never answered (golang/go#26643 has the same wait): that is what a
 // cleanup right after a host died during its run met, and it waited for
